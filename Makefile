@@ -1,0 +1,41 @@
+# The two README commands: `make demo` and `make test`. Both create .venv themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint typecheck pytest clean bench system-deps
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+# System packages the suite uses (libsndfile for soundfile, PortAudio for sounddevice,
+# espeak-ng/sox for spoken test audio). Installed only when missing and when root.
+system-deps:
+	@sh .ci/system-deps.sh
+
+demo: $(STAMP)
+	$(BIN)/millis-proto demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check millis_proto transports audio_backends tests bench examples
+	$(BIN)/ruff format --check millis_proto
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) system-deps
+	$(BIN)/pytest --cov --cov-report=term -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,137 @@
+"""millis-proto: a Sans-I/O implementation of the Millis AI voice-agent WebSocket protocol.
+
+The core is pure: it parses bytes and messages and produces bytes, events and playback
+audio, with no sockets, threads, event loops or clocks of its own — time arrives as a
+``now`` argument. Transports (``transports``) and audio backends (``audio_backends``) are
+thin layers over it.
+
+Typical use (see the README for complete examples)::
+
+    client = MillisClient(StartRequest(public_key=key, agent_id=agent))
+    conn = ClientConnection(client, US_WEST)
+    sock.sendall(conn.data_to_send())          # the handshake
+    conn.receive_data(sock.recv(65536), now)   # ... and the rest
+    for event in conn.events(): ...
+"""
+
+from __future__ import annotations
+
+from .agent_state import AgentState
+from .client import MillisClient, SessionPhase
+from .config import ClientConfig, PreReadyAudio, StartRequest
+from .endpoint import EU_WEST, US_WEST, Endpoint, parse_endpoint
+from .envelope import ABSENT
+from .errors import (
+    ConfigError,
+    ConnectionClosedByServer,
+    ConnectionFailed,
+    ConnectionLost,
+    FailureKind,
+    LocalProtocolError,
+    MillisError,
+    RemoteProtocolError,
+    TransportError,
+)
+from .events import (
+    AgentAudio,
+    AgentStateChanged,
+    AIAction,
+    AnswerLatency,
+    BadMessage,
+    Clear,
+    ClientAudio,
+    ClientMessage,
+    ClientPing,
+    CloseInitiator,
+    Connected,
+    ConnectionClosed,
+    ConnectionRejected,
+    Event,
+    FunctionCall,
+    InitiateReceived,
+    InitiateRejected,
+    Pause,
+    PlaybackFinished,
+    PlaybackLatency,
+    PlaybackOverflow,
+    Pong,
+    Ready,
+    ResponseText,
+    SessionEnded,
+    SessionReady,
+    StartAnswering,
+    Transcript,
+    UnknownMessage,
+    Unpause,
+    event_to_dict,
+)
+from .machine import CloseRequest
+from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
+from .playback import PlaybackBuffer, PlaybackChunk
+from .server import MillisServer, ServerPhase
+from .wire import ClientConnection, ServerConnection
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABSENT",
+    "BYTES_PER_SAMPLE",
+    "EU_WEST",
+    "SAMPLE_RATE",
+    "US_WEST",
+    "AIAction",
+    "AgentAudio",
+    "AgentState",
+    "AgentStateChanged",
+    "AnswerLatency",
+    "BadMessage",
+    "Clear",
+    "ClientAudio",
+    "ClientConfig",
+    "ClientConnection",
+    "ClientMessage",
+    "ClientPing",
+    "CloseInitiator",
+    "CloseRequest",
+    "ConfigError",
+    "Connected",
+    "ConnectionClosed",
+    "ConnectionClosedByServer",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "ConnectionRejected",
+    "Endpoint",
+    "Event",
+    "FailureKind",
+    "FunctionCall",
+    "InitiateReceived",
+    "InitiateRejected",
+    "LocalProtocolError",
+    "MillisClient",
+    "MillisError",
+    "MillisServer",
+    "Pause",
+    "PlaybackBuffer",
+    "PlaybackChunk",
+    "PlaybackFinished",
+    "PlaybackLatency",
+    "PlaybackOverflow",
+    "Pong",
+    "PreReadyAudio",
+    "Ready",
+    "RemoteProtocolError",
+    "ResponseText",
+    "ServerConnection",
+    "ServerPhase",
+    "SessionEnded",
+    "SessionPhase",
+    "SessionReady",
+    "StartAnswering",
+    "StartRequest",
+    "Transcript",
+    "TransportError",
+    "UnknownMessage",
+    "Unpause",
+    "event_to_dict",
+    "parse_endpoint",
+]

@@ -1,0 +1,450 @@
+"""The client machine: the Millis protocol at the message level, with no I/O.
+
+Theory of operation
+-------------------
+Input is whole WebSocket messages (``str`` for text frames, ``bytes`` for binary frames) fed
+to :meth:`MillisClient.receive_message`, and application calls (``send_audio``, ``mute``,
+``send_message``, ``pull_playback``, ``close``). Output is three things, all pulled by the
+owner: outgoing messages (:meth:`messages_to_send`), typed events (:meth:`events`), and the
+audio in :attr:`MillisClient.playback`, which a sink pulls through :meth:`pull_playback`.
+
+Every method that needs time takes ``now`` (monotonic seconds, from the caller's clock).
+
+Session phases are linear — ``new`` → ``started`` (initiate queued) → ``ready`` (onready
+seen) → ``closed``. Nothing is handed out for sending before ``started``, so ``initiate``
+is always the first message. Outgoing audio passes a gate: it opens on ``onready`` (or on
+``start`` when the pre-ready policy is ``SEND``); before that the policy buffers (bounded,
+oldest dropped) or drops it. Agent state lives in :mod:`.agent_state`; this module only
+feeds it triggers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict, deque
+from typing import Any
+
+from .agent_state import AgentState, Trigger, next_state
+from .config import ClientConfig, PreReadyAudio, StartRequest
+from .envelope import ABSENT, Envelope, decode_envelope, encode_envelope
+from .errors import ConfigError, LocalProtocolError
+from .machine import CloseRequest, MessageMachine, OutgoingMessage
+from .events import (
+    AgentAudio,
+    AgentStateChanged,
+    AIAction,
+    AnswerLatency,
+    BadMessage,
+    Clear,
+    FunctionCall,
+    Pause,
+    PlaybackFinished,
+    PlaybackLatency,
+    PlaybackOverflow,
+    Pong,
+    Ready,
+    ResponseText,
+    SessionEnded,
+    SessionReady,
+    StartAnswering,
+    Transcript,
+    UnknownMessage,
+    Unpause,
+)
+from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, Rechunker, SampleAligner
+from .playback import PlaybackBuffer, PlaybackChunk
+
+__all__ = ["MillisClient", "SessionPhase"]
+
+#: How many of our own ping timestamps are remembered for RTT matching.
+MAX_OUTSTANDING_PINGS = 32
+
+
+class SessionPhase(str, enum.Enum):
+    """Where the session is in its life."""
+
+    NEW = "new"
+    STARTED = "started"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class MillisClient(MessageMachine):
+    """Client-role Millis session machine. See the module docstring for the model.
+
+    Raises :class:`LocalProtocolError` on misuse (the machine is left unchanged) and never
+    raises on anything the server sends: bad messages become :class:`BadMessage` events.
+    """
+
+    def __init__(self, request: StartRequest, config: ClientConfig | None = None) -> None:
+        if not isinstance(request, StartRequest):
+            raise ConfigError("request must be a StartRequest.")
+        self.request = request
+        self.config = config if config is not None else ClientConfig()
+        super().__init__(self.config.max_pending_bytes)
+        #: Agent audio waiting to be played; pull it with :meth:`pull_playback`.
+        self.playback = PlaybackBuffer(self.config.max_playback_seconds)
+        #: The server's session id, from ``onready`` (keep it for continuation).
+        self.session_id: str | None = None
+        self._phase = SessionPhase.NEW
+        self._agent_state = AgentState.IDLE
+        self._aligner = SampleAligner()
+        chunk = self.config.chunk_bytes
+        self._rechunker = Rechunker(chunk) if chunk else None
+        self._held: deque[bytes] = deque()  # audio waiting for the gate to open
+        self._held_bytes = 0
+        self._held_limit = (
+            int(self.config.pre_ready_buffer_seconds * SAMPLE_RATE) * BYTES_PER_SAMPLE
+        )
+        self._muted = False
+        self._pings: OrderedDict[str, float] = OrderedDict()
+        self._answer_t0: float | None = None  # start_answering time, until first audio
+        self._played_t0: float | None = None  # start_answering time, until first played
+        self._ready_seen = False
+        self._session_ready_sent = False
+        #: Audio packets sent so far (pings are counted against this).
+        self.audio_packets_sent = 0
+        #: Samples discarded by the pre-ready policy (``DROP``, or ``BUFFER`` overflow).
+        self.pre_ready_dropped_samples = 0
+
+    # --- state -------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> SessionPhase:
+        """The session phase (new / started / ready / closed)."""
+        return self._phase
+
+    @property
+    def agent_state(self) -> AgentState:
+        """The agent state (PROTOCOL.md §5)."""
+        return self._agent_state
+
+    @property
+    def muted(self) -> bool:
+        """True while outgoing audio is replaced by zeros."""
+        return self._muted
+
+    # --- output ------------------------------------------------------------------------
+
+    def messages_to_send(self) -> list[OutgoingMessage]:
+        """Pop every message ready to go on the wire, oldest first.
+
+        Nothing is handed out before :meth:`start`, so ``initiate`` always goes first.
+        """
+        if self._phase is SessionPhase.NEW:
+            return []
+        return super().messages_to_send()
+
+    # --- application calls --------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Queue ``initiate`` — call when the socket opens. Raises if already started."""
+        if self._phase is not SessionPhase.NEW:
+            raise LocalProtocolError("the session was already started.")
+        self._phase = SessionPhase.STARTED
+        initiate = encode_envelope("initiate", self.request.to_initiate_data())
+        self._out.appendleft(initiate)
+        self._out_bytes += len(initiate)
+        if self.config.pre_ready_audio is PreReadyAudio.SEND:
+            self._release_held(now)
+
+    def send_audio(self, pcm: Buffer, now: float) -> None:
+        """Send user audio: s16le, 16 kHz, mono, any byte length (an odd byte is carried).
+
+        While muted the same number of bytes is sent as zeros, keeping the cadence.
+        Raises :class:`LocalProtocolError` once the session is closing.
+        """
+        self._check_open("send audio")
+        data = self._aligner.align(pcm)
+        if not data:
+            return
+        if self._muted:
+            data = bytes(len(data))
+        if self._rechunker is None:
+            self._route_audio(data, now)
+        else:
+            for frame in self._rechunker.push(data):
+                self._route_audio(frame, now)
+
+    def flush_audio(self, now: float) -> None:
+        """Send what the re-chunker holds (a short last frame), e.g. at the end of a file."""
+        self._check_open("send audio")
+        if self._rechunker is not None:
+            rest = self._rechunker.flush()
+            if rest:
+                self._route_audio(rest, now)
+
+    def mute(self) -> None:
+        """Replace outgoing audio with zeros of the same length until :meth:`unmute`."""
+        self._muted = True
+
+    def unmute(self) -> None:
+        """Send the application's audio again."""
+        self._muted = False
+
+    def send_message(self, method: str, data: Any = ABSENT) -> None:
+        """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional).
+
+        Raises :class:`ConfigError` if ``data`` is not JSON-serializable or ``method`` is
+        not a non-empty string or is ``initiate`` (use the start request for that).
+        """
+        self._check_open("send a message")
+        if not isinstance(method, str) or not method:
+            raise ConfigError("method must be a non-empty string.")
+        if method == "initiate":
+            raise ConfigError("initiate is sent by the machine from the StartRequest.")
+        try:
+            text = encode_envelope(method, data)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ConfigError(f"data of {method!r} is not JSON-serializable ({exc}).") from None
+        self._queue(text)
+
+    def send_ping(self, now: float) -> None:
+        """Send a ``ping`` whose data is ``now`` in milliseconds; its pong yields an RTT."""
+        self._check_open("send a ping")
+        stamp = str(round(now * 1000))
+        self._pings[stamp] = now
+        self._pings.move_to_end(stamp)
+        while len(self._pings) > MAX_OUTSTANDING_PINGS:
+            self._pings.popitem(last=False)
+        self._queue(encode_envelope("ping", stamp))
+
+    def pull_playback(self, n_samples: int, now: float) -> PlaybackChunk:
+        """Take exactly ``n_samples`` samples for the speaker (zeros while paused or empty).
+
+        Reports :class:`PlaybackLatency` on the first real sample after ``start_answering``
+        and :class:`PlaybackFinished` (state → idle) when the queue drains while answering.
+        """
+        chunk = self.playback.pull(n_samples)
+        if chunk.real_samples and self._played_t0 is not None:
+            self._events.append(PlaybackLatency(ms=(now - self._played_t0) * 1000))
+            self._played_t0 = None
+        if (
+            self._agent_state is AgentState.ANSWER
+            and not self.playback.queued_samples
+            and n_samples
+        ):
+            self._events.append(PlaybackFinished())
+            self._trigger(Trigger.DRAINED)
+        return chunk
+
+    # --- input from the wire -------------------------------------------------------------
+
+    def receive_message(self, message: str | Buffer, now: float) -> None:
+        """Feed one whole WebSocket message: ``str`` = text frame, bytes-like = binary."""
+        if self._phase is SessionPhase.CLOSED:
+            raise LocalProtocolError("the connection is closed; no more messages can arrive.")
+        if isinstance(message, str):
+            self._on_text(message, now)
+        else:
+            self._on_agent_audio(bytes(message), now)
+
+    def connection_closed(self, now: float) -> None:
+        """The WebSocket is closed (for any reason): stop sending, agent state → idle.
+
+        The playback buffer is left as it is, so a goodbye that arrived before the close can
+        still be played out by the sink.
+        """
+        if self._phase is SessionPhase.CLOSED:
+            return
+        self._phase = SessionPhase.CLOSED
+        super().connection_closed(now)
+        self._held.clear()
+        self._held_bytes = 0
+        self._trigger(Trigger.CLOSED)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _gate_open(self) -> bool:
+        if self._phase is SessionPhase.READY:
+            return True
+        return self._phase is SessionPhase.STARTED and (
+            self.config.pre_ready_audio is PreReadyAudio.SEND
+        )
+
+    def _route_audio(self, frame: bytes, now: float) -> None:
+        if self._gate_open():
+            self._send_audio_frame(frame, now)
+        elif self.config.pre_ready_audio is PreReadyAudio.DROP:
+            self.pre_ready_dropped_samples += len(frame) // BYTES_PER_SAMPLE
+        else:
+            # BUFFER, or SEND before the socket opened: keep the newest audio, bounded.
+            self._held.append(frame)
+            self._held_bytes += len(frame)
+            while self._held_bytes > self._held_limit:
+                old = self._held.popleft()
+                self._held_bytes -= len(old)
+                self.pre_ready_dropped_samples += len(old) // BYTES_PER_SAMPLE
+
+    def _release_held(self, now: float) -> None:
+        held = self._held
+        self._held = deque()
+        self._held_bytes = 0
+        for frame in held:
+            self._send_audio_frame(frame, now)
+
+    def _send_audio_frame(self, frame: bytes, now: float) -> None:
+        self._queue(frame)
+        self.audio_packets_sent += 1
+        if not self._session_ready_sent and self._ready_seen:
+            self._session_ready_sent = True
+            self._events.append(SessionReady(session_id=self.session_id))
+        every = self.config.ping_every_packets
+        if every and self.audio_packets_sent % every == 0:
+            self.send_ping(now)
+
+    def _trigger(self, trigger: Trigger) -> None:
+        old = self._agent_state
+        new = next_state(old, trigger)
+        if new is not old:
+            self._agent_state = new
+            self._events.append(AgentStateChanged(previous=old, state=new))
+
+    def _on_agent_audio(self, data: bytes, now: float) -> None:
+        if self.config.emit_audio_events:
+            self._events.append(AgentAudio(data=data))
+        dropped = self.playback.push(data)
+        if dropped:
+            self._events.append(
+                PlaybackOverflow(
+                    dropped_samples=dropped, capacity_samples=self.playback.capacity_samples
+                )
+            )
+        if self._answer_t0 is not None:
+            self._events.append(AnswerLatency(ms=(now - self._answer_t0) * 1000))
+            self._answer_t0 = None
+        self._trigger(Trigger.AGENT_AUDIO)
+
+    def _on_text(self, text: str, now: float) -> None:
+        env = decode_envelope(text)
+        if isinstance(env, str):
+            self._events.append(BadMessage(reason=env, raw=text))
+            return
+        handler = _HANDLERS.get(env.method)
+        if handler is None:
+            self._events.append(
+                UnknownMessage(method=env.method, data=env.data, payload=env.payload)
+            )
+            return
+        problem = handler(self, env, now)
+        if problem:
+            self._events.append(BadMessage(reason=f"{env.method}: {problem}", raw=text))
+
+    # One small handler per server method; a returned string means "malformed: <why>".
+
+    def _on_ready(self, env: Envelope, now: float) -> str | None:
+        session_id = _get_str(env.payload, "session_id") or _get_str(env.data, "session_id")
+        if session_id is not None:
+            self.session_id = session_id
+        self._events.append(Ready(session_id=session_id, data=env.data, payload=env.payload))
+        self._ready_seen = True
+        if self._phase is SessionPhase.STARTED:
+            self._phase = SessionPhase.READY
+            self._release_held(now)
+        self._trigger(Trigger.READY)
+        if not self._session_ready_sent and self.audio_packets_sent:
+            self._session_ready_sent = True
+            self._events.append(SessionReady(session_id=self.session_id))
+        return None
+
+    def _on_transcript(self, env: Envelope, now: float) -> str | None:
+        text = _text_of(env)
+        if text is None:
+            return "data must be a string"
+        final = _get_bool(env.payload, "is_final")
+        self._events.append(Transcript(text=text, is_final=final, payload=env.payload))
+        return None
+
+    def _on_response_text(self, env: Envelope, now: float) -> str | None:
+        text = _text_of(env)
+        if text is None:
+            return "data must be a string"
+        final = _get_bool(env.payload, "is_final")
+        self._events.append(ResponseText(text=text, is_final=final, payload=env.payload))
+        return None
+
+    def _on_function(self, env: Envelope, now: float) -> str | None:
+        name = _get_str(env.payload, "name") or _get_str(env.data, "name")
+        if name is None:
+            return "payload has no function name"
+        source = env.payload if _get_str(env.payload, "name") else env.data
+        params = source.get("params", {}) if isinstance(source, dict) else {}
+        if not isinstance(params, dict):
+            params = {"value": params}
+        self._events.append(
+            FunctionCall(function=name, params=params, data=env.data, payload=env.payload)
+        )
+        return None
+
+    def _on_start_answering(self, env: Envelope, now: float) -> str | None:
+        self._answer_t0 = self._played_t0 = now
+        self._events.append(StartAnswering())
+        self._trigger(Trigger.START_ANSWERING)
+        return None
+
+    def _on_pause(self, env: Envelope, now: float) -> str | None:
+        self.playback.pause()
+        self._events.append(Pause())
+        self._trigger(Trigger.PAUSE)
+        return None
+
+    def _on_unpause(self, env: Envelope, now: float) -> str | None:
+        self.playback.resume()
+        self._events.append(Unpause())
+        self._trigger(Trigger.UNPAUSE)
+        return None
+
+    def _on_clear(self, env: Envelope, now: float) -> str | None:
+        self.playback.clear()
+        self._events.append(Clear())
+        self._trigger(Trigger.CLEAR)
+        return None
+
+    def _on_ai_action(self, env: Envelope, now: float) -> str | None:
+        self._events.append(AIAction(data=env.data, payload=env.payload))
+        return None
+
+    def _on_session_ended(self, env: Envelope, now: float) -> str | None:
+        self._events.append(SessionEnded(data=env.data, payload=env.payload))
+        if self.config.close_on_session_end:
+            self.close(1000, "session ended")
+        return None
+
+    def _on_pong(self, env: Envelope, now: float) -> str | None:
+        rtt = None
+        if isinstance(env.data, (str, int)) and not isinstance(env.data, bool):
+            sent = self._pings.pop(str(env.data), None)
+            if sent is not None:
+                rtt = (now - sent) * 1000
+        self._events.append(Pong(data=env.data, rtt_ms=rtt))
+        return None
+
+
+_HANDLERS = {
+    "onready": MillisClient._on_ready,
+    "ontranscript": MillisClient._on_transcript,
+    "onresponsetext": MillisClient._on_response_text,
+    "onfunction": MillisClient._on_function,
+    "start_answering": MillisClient._on_start_answering,
+    "pause": MillisClient._on_pause,
+    "unpause": MillisClient._on_unpause,
+    "clear": MillisClient._on_clear,
+    "ai_action": MillisClient._on_ai_action,
+    "onsessionended": MillisClient._on_session_ended,
+    "pong": MillisClient._on_pong,
+}
+
+
+def _get_str(obj: Any, key: str) -> str | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _get_bool(obj: Any, key: str) -> bool:
+    return isinstance(obj, dict) and obj.get(key) is True
+
+
+def _text_of(env: Envelope) -> str | None:
+    if env.data is None:
+        return ""
+    return env.data if isinstance(env.data, str) else None

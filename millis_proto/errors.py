@@ -1,0 +1,91 @@
+"""The one exception family of millis-proto, split by blame.
+
+Every error raised by this package derives from :class:`MillisError`. Below it:
+
+* :class:`ConfigError` — the application asked for something invalid (bad start request,
+  bad option). Raised before anything is sent; nothing changes state.
+* :class:`LocalProtocolError` — the application misused a state machine (sending after
+  close, starting twice, not draining the outbound queue). The machine is unchanged.
+* :class:`RemoteProtocolError` — the peer broke the protocol (an invalid handshake
+  response). The machine that raised it is in a sticky error state.
+* :class:`ConnectionFailed`, :class:`ConnectionLost`, :class:`ConnectionClosedByServer` —
+  raised by the transports; defined here so the whole family lives in one place.
+
+Messages are sentences for a person and never contain the public key.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "ConfigError",
+    "ConnectionClosedByServer",
+    "ConnectionFailed",
+    "ConnectionLost",
+    "FailureKind",
+    "LocalProtocolError",
+    "MillisError",
+    "RemoteProtocolError",
+    "TransportError",
+]
+
+
+class MillisError(Exception):
+    """Base class of every exception raised by millis-proto."""
+
+
+class ConfigError(MillisError, ValueError):
+    """A start request or option is invalid; the message names the field."""
+
+
+class LocalProtocolError(MillisError):
+    """The application used a state machine in a way the protocol does not allow."""
+
+
+class RemoteProtocolError(MillisError):
+    """The peer sent something the protocol does not allow."""
+
+
+class TransportError(MillisError):
+    """A connection could not be opened or did not end normally."""
+
+
+class FailureKind(str, enum.Enum):
+    """Why a connection could not be opened."""
+
+    INVALID_URL = "invalid_url"
+    DNS = "dns"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    HANDSHAKE_REJECTED = "handshake_rejected"
+    HANDSHAKE_INVALID = "handshake_invalid"
+    NETWORK = "network"
+
+
+class ConnectionFailed(TransportError):
+    """The WebSocket connection could not be opened.
+
+    ``kind`` says why; ``status_code`` is set when the server rejected the handshake.
+    """
+
+    def __init__(self, message: str, *, kind: FailureKind, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status_code = status_code
+
+
+class ConnectionLost(TransportError):
+    """The connection ended without a close handshake (WebSocket code 1006)."""
+
+    code = 1006
+
+
+class ConnectionClosedByServer(TransportError):
+    """The server closed the session with an abnormal close code."""
+
+    def __init__(self, message: str, *, code: int, reason: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason

@@ -1,0 +1,358 @@
+"""Typed events: everything the state machines report to the application.
+
+Every event is a frozen, slotted, keyword-only dataclass. The same objects flow through
+tests, logs and the CLI's JSONL file; :func:`event_to_dict` gives their JSON form, keyed by
+``"event"`` — the Millis method name for server messages (``onready``, ``ontranscript`` …,
+unknown methods under their own name) and a short client-side name otherwise.
+
+Raw ``data``/``payload`` fields hold the decoded JSON exactly as received (``None`` when
+the key was absent), because several Millis message shapes are undocumented
+(PROTOCOL.md §7): the application always gets what the server really said.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .agent_state import AgentState
+
+__all__ = [
+    "AIAction",
+    "AgentAudio",
+    "AgentStateChanged",
+    "AnswerLatency",
+    "BadMessage",
+    "Clear",
+    "ClientAudio",
+    "ClientMessage",
+    "ClientPing",
+    "CloseInitiator",
+    "Connected",
+    "ConnectionClosed",
+    "ConnectionRejected",
+    "Event",
+    "FunctionCall",
+    "InitiateReceived",
+    "InitiateRejected",
+    "Pause",
+    "PlaybackFinished",
+    "PlaybackLatency",
+    "PlaybackOverflow",
+    "Pong",
+    "Ready",
+    "ResponseText",
+    "SessionEnded",
+    "SessionReady",
+    "StartAnswering",
+    "Transcript",
+    "UnknownMessage",
+    "Unpause",
+    "event_to_dict",
+]
+
+_EVENT = {"frozen": True, "slots": True, "kw_only": True}
+_EVENT_OWN_REPR = {**_EVENT, "repr": False}
+
+
+class Event:
+    """Base class of all events. ``name`` is the event's JSON name."""
+
+    __slots__ = ()
+    name: ClassVar[str] = "event"
+
+
+# --- server -> client messages (PROTOCOL.md §4) -------------------------------------------
+
+
+@dataclass(**_EVENT)
+class Ready(Event):
+    """The server's ``onready``: the session is live. ``session_id`` is ``None`` if absent."""
+
+    name: ClassVar[str] = "onready"
+    session_id: str | None
+    data: Any = None
+    payload: Any = None
+
+
+@dataclass(**_EVENT)
+class Transcript(Event):
+    """``ontranscript``: live transcript of the user's speech."""
+
+    name: ClassVar[str] = "ontranscript"
+    text: str
+    is_final: bool
+    payload: Any = None
+
+
+@dataclass(**_EVENT)
+class ResponseText(Event):
+    """``onresponsetext``: the agent's text. Partials are passed on as received."""
+
+    name: ClassVar[str] = "onresponsetext"
+    text: str
+    is_final: bool
+    payload: Any = None
+
+
+@dataclass(**_EVENT)
+class FunctionCall(Event):
+    """``onfunction``: the agent called a tool."""
+
+    name: ClassVar[str] = "onfunction"
+    function: str
+    params: dict[str, Any]
+    data: Any = None
+    payload: Any = None
+
+
+@dataclass(**_EVENT)
+class StartAnswering(Event):
+    """``start_answering``: the agent began preparing an answer."""
+
+    name: ClassVar[str] = "start_answering"
+
+
+@dataclass(**_EVENT)
+class Pause(Event):
+    """``pause``: user voice detected; playback stops but audio keeps being buffered."""
+
+    name: ClassVar[str] = "pause"
+
+
+@dataclass(**_EVENT)
+class Unpause(Event):
+    """``unpause``: false alarm; playback resumes where it stopped."""
+
+    name: ClassVar[str] = "unpause"
+
+
+@dataclass(**_EVENT)
+class Clear(Event):
+    """``clear``: real interruption; all unplayed agent audio was dropped."""
+
+    name: ClassVar[str] = "clear"
+
+
+@dataclass(**_EVENT)
+class AIAction(Event):
+    """``ai_action``: what the agent decided to do (shape undocumented, passed raw)."""
+
+    name: ClassVar[str] = "ai_action"
+    data: Any = None
+    payload: Any = None
+
+
+@dataclass(**_EVENT)
+class SessionEnded(Event):
+    """``onsessionended``: the server ended the session."""
+
+    name: ClassVar[str] = "onsessionended"
+    data: Any = None
+    payload: Any = None
+
+
+@dataclass(**_EVENT)
+class Pong(Event):
+    """``pong``. ``rtt_ms`` is set when ``data`` echoes one of our own pings."""
+
+    name: ClassVar[str] = "rtt"
+    data: Any = None
+    rtt_ms: float | None = None
+
+
+@dataclass(**_EVENT)
+class UnknownMessage(Event):
+    """A server method this library does not interpret, passed on untouched."""
+
+    name: ClassVar[str] = "unknown"
+    method: str
+    data: Any = None
+    payload: Any = None
+
+
+@dataclass(**_EVENT_OWN_REPR)
+class AgentAudio(Event):
+    """One binary frame of agent audio (s16le 16 kHz mono; may hold an odd byte)."""
+
+    name: ClassVar[str] = "agent_audio"
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"AgentAudio(<{len(self.data)} bytes>)"
+
+
+@dataclass(**_EVENT)
+class BadMessage(Event):
+    """A text message that could not be understood. The session goes on."""
+
+    name: ClassVar[str] = "error"
+    reason: str
+    raw: str
+
+
+# --- derived client-side events (PROTOCOL.md §5) ------------------------------------------
+
+
+@dataclass(**_EVENT)
+class SessionReady(Event):
+    """Both ``onready`` has arrived and our first audio packet has gone out (SDK gating)."""
+
+    name: ClassVar[str] = "session_ready"
+    session_id: str | None
+
+
+@dataclass(**_EVENT)
+class AgentStateChanged(Event):
+    """The agent state moved (idle / prepare_answer / answer / pause)."""
+
+    name: ClassVar[str] = "agent_state"
+    previous: AgentState
+    state: AgentState
+
+
+@dataclass(**_EVENT)
+class AnswerLatency(Event):
+    """Milliseconds from ``start_answering`` to the first agent audio frame."""
+
+    name: ClassVar[str] = "latency"
+    ms: float
+
+
+@dataclass(**_EVENT)
+class PlaybackLatency(Event):
+    """Milliseconds from ``start_answering`` to the first agent sample handed to the sink."""
+
+    name: ClassVar[str] = "played_latency"
+    ms: float
+
+
+@dataclass(**_EVENT)
+class PlaybackOverflow(Event):
+    """The playback buffer was full; ``dropped_samples`` of new agent audio were discarded."""
+
+    name: ClassVar[str] = "playback_overflow"
+    dropped_samples: int
+    capacity_samples: int
+
+
+@dataclass(**_EVENT)
+class PlaybackFinished(Event):
+    """The playback buffer drained while the agent was answering."""
+
+    name: ClassVar[str] = "playback_finished"
+
+
+# --- connection (wire level) ---------------------------------------------------------------
+
+
+@dataclass(**_EVENT)
+class Connected(Event):
+    """The WebSocket opening handshake completed."""
+
+    name: ClassVar[str] = "connected"
+
+
+@dataclass(**_EVENT)
+class ConnectionRejected(Event):
+    """The server answered the opening handshake with an HTTP error."""
+
+    name: ClassVar[str] = "rejected"
+    status_code: int
+    body: bytes = b""
+
+
+class CloseInitiator(str, enum.Enum):
+    """Who ended the connection."""
+
+    LOCAL = "local"  # we sent the first close frame
+    REMOTE = "remote"  # the peer sent the first close frame
+    PROTOCOL_ERROR = "protocol_error"  # the peer broke the framing; we failed the connection
+    LOST = "lost"  # the transport ended without a close handshake (1006)
+
+
+@dataclass(**_EVENT)
+class ConnectionClosed(Event):
+    """The WebSocket is closed; flush ``data_to_send()`` and close the transport."""
+
+    name: ClassVar[str] = "closed"
+    code: int
+    reason: str
+    initiator: CloseInitiator
+
+    @property
+    def normal(self) -> bool:
+        """True for the normal close codes 1000, 1001 and 1005 (PROTOCOL.md §4)."""
+        return self.code in (1000, 1001, 1005)
+
+
+# --- client -> server, as seen by the server machine ---------------------------------------
+
+
+@dataclass(**_EVENT)
+class InitiateReceived(Event):
+    """A valid ``initiate`` arrived. ``request`` is typed; ``data`` is the raw object."""
+
+    name: ClassVar[str] = "initiate"
+    request: Any  # StartRequest; typed as Any to keep events free of the config module
+    data: dict[str, Any]
+
+
+@dataclass(**_EVENT)
+class InitiateRejected(Event):
+    """An invalid ``initiate`` arrived; the server machine is closing with ``reason``."""
+
+    name: ClassVar[str] = "initiate_rejected"
+    reason: str
+
+
+@dataclass(**_EVENT_OWN_REPR)
+class ClientAudio(Event):
+    """One binary frame of user audio."""
+
+    name: ClassVar[str] = "client_audio"
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"ClientAudio(<{len(self.data)} bytes>)"
+
+
+@dataclass(**_EVENT)
+class ClientPing(Event):
+    """A ``ping`` message; the server machine has already queued the ``pong``."""
+
+    name: ClassVar[str] = "ping"
+    data: Any = None
+
+
+@dataclass(**_EVENT)
+class ClientMessage(Event):
+    """Any other text message from the client (custom methods)."""
+
+    name: ClassVar[str] = "client_message"
+    method: str
+    data: Any = None
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """Return the JSON-ready form of ``event``: ``{"event": <name>, <fields>...}``.
+
+    Unknown server methods are named by their own method; bytes become their length
+    (``"bytes": n``) so audio never bloats a log; enums become their values.
+    """
+    out: dict[str, Any] = {"event": event.name}
+    for field in dataclasses.fields(event):  # type: ignore[arg-type]
+        value = getattr(event, field.name)
+        if isinstance(value, bytes):
+            out["bytes"] = len(value)
+        elif isinstance(value, enum.Enum):
+            out[field.name] = value.value
+        elif field.name == "request":
+            continue  # the raw ``data`` next to it already holds everything, minus nothing
+        else:
+            out[field.name] = value
+    if isinstance(event, UnknownMessage):
+        out["event"] = out.pop("method")
+    return out

@@ -1,0 +1,1 @@
+"""Thin I/O adapters over the millis_proto core."""
