@@ -1,4 +1,4 @@
-"""Type checks for ``agent_config`` (PROTOCOL.md §6), as a typed mapping that lets unknown keys pass.
+"""Type checks for ``agent_config`` (PROTOCOL.md §6): a typed mapping letting unknown keys pass.
 
 Only fields whose type is known are checked; unknown keys — and known keys whose shape is
 undocumented (``flow.voicemail``, ``knowledge_base`` …) — pass through untouched, because the
@@ -49,8 +49,12 @@ class AgentConfig(TypedDict, total=False):
 # or a tuple of alternatives.
 Spec = Any
 
-_PARAM: dict[str, Spec] = {"name": "string", "type": "string", "description": "string",
-                           "required": "boolean"}
+_PARAM: dict[str, Spec] = {
+    "name": "string",
+    "type": "string",
+    "description": "string",
+    "required": "boolean",
+}
 _TOOL: dict[str, Spec] = {
     "name": "string",
     "description": "string",
@@ -110,7 +114,7 @@ def _matches(value: object, spec: Spec) -> bool:
         return isinstance(value, Mapping)
     if isinstance(spec, list):
         return json_type_name(value) == "array"
-    return json_type_name(value) == spec
+    return bool(json_type_name(value) == spec)
 
 
 def _describe(spec: Spec) -> str:
@@ -120,7 +124,8 @@ def _describe(spec: Spec) -> str:
         return "an object"
     if isinstance(spec, list):
         return "an array"
-    return "an " + spec if spec[0] in "aeiou" else "a " + spec
+    name = str(spec)
+    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def _check(value: object, spec: Spec, path: str) -> None:

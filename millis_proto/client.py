@@ -28,7 +28,6 @@ from .agent_state import AgentState, Trigger, next_state
 from .config import ClientConfig, PreReadyAudio, StartRequest
 from .envelope import ABSENT, Envelope, decode_envelope, encode_envelope
 from .errors import ConfigError, LocalProtocolError
-from .machine import CloseRequest, MessageMachine, OutgoingMessage
 from .events import (
     AgentAudio,
     AgentStateChanged,
@@ -51,6 +50,7 @@ from .events import (
     UnknownMessage,
     Unpause,
 )
+from .machine import MessageMachine, OutgoingMessage
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, Rechunker, SampleAligner
 from .playback import PlaybackBuffer, PlaybackChunk
 
@@ -249,6 +249,7 @@ class MillisClient(MessageMachine):
             return
         self._phase = SessionPhase.CLOSED
         super().connection_closed(now)
+        self.pre_ready_dropped_samples += self._held_bytes // BYTES_PER_SAMPLE
         self._held.clear()
         self._held_bytes = 0
         self._trigger(Trigger.CLOSED)
@@ -280,6 +281,11 @@ class MillisClient(MessageMachine):
         held = self._held
         self._held = deque()
         self._held_bytes = 0
+        if self._closing:
+            # An onready racing our close: nothing may follow the close request. The audio
+            # is counted as dropped, so it does not vanish unaccounted.
+            self.pre_ready_dropped_samples += sum(map(len, held)) // BYTES_PER_SAMPLE
+            return
         for frame in held:
             self._send_audio_frame(frame, now)
 

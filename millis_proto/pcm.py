@@ -24,7 +24,7 @@ Buffer = bytes | bytearray | memoryview
 
 def ms_to_samples(ms: float) -> int:
     """Number of whole samples in ``ms`` milliseconds at 16 kHz."""
-    return int(round(ms * SAMPLE_RATE / 1000))
+    return round(ms * SAMPLE_RATE / 1000)
 
 
 def samples_to_ms(samples: int) -> float:

@@ -19,7 +19,6 @@ from typing import Any
 from .config import StartRequest
 from .envelope import ABSENT, decode_envelope, encode_envelope
 from .errors import ConfigError, LocalProtocolError
-from .machine import DEFAULT_MAX_PENDING_BYTES, MessageMachine
 from .events import (
     BadMessage,
     ClientAudio,
@@ -28,6 +27,7 @@ from .events import (
     InitiateReceived,
     InitiateRejected,
 )
+from .machine import DEFAULT_MAX_PENDING_BYTES, MessageMachine
 from .pcm import Buffer
 
 __all__ = ["MillisServer", "ServerPhase"]

@@ -27,6 +27,7 @@ the 400 response is queued first, so flush before closing (as h2 does).
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from typing import Protocol
 
@@ -63,6 +64,8 @@ __all__ = ["ClientConnection", "ServerConnection", "WireConnection"]
 
 #: How much of a handshake rejection body is kept for the error message.
 MAX_REJECT_BODY = 4096
+#: Largest opening-handshake request the server side keeps while parsing it.
+MAX_HANDSHAKE_BYTES = 64 * 1024
 
 
 class _Machine(Protocol):
@@ -76,9 +79,7 @@ class _Machine(Protocol):
 class WireConnection:
     """Shared wire logic; use :class:`ClientConnection` or :class:`ServerConnection`."""
 
-    def __init__(
-        self, machine: _Machine, role: ConnectionType, max_message_bytes: int
-    ) -> None:
+    def __init__(self, machine: _Machine, role: ConnectionType, max_message_bytes: int) -> None:
         if max_message_bytes <= 0:
             raise ValueError("max_message_bytes must be positive")
         self._machine = machine
@@ -135,8 +136,12 @@ class WireConnection:
         if self._ws.state is ConnectionState.OPEN:
             self._encode_machine_output()
         elif self._ws.state is ConnectionState.CONNECTING:
-            self._finish(code, reason or "closed before the handshake completed",
-                         CloseInitiator.LOCAL, now=0.0)
+            self._finish(
+                code,
+                reason or "closed before the handshake completed",
+                CloseInitiator.LOCAL,
+                now=0.0,
+            )
 
     def _encode_machine_output(self) -> None:
         if self._ws.state is not ConnectionState.OPEN or self.closed is not None:
@@ -165,8 +170,12 @@ class WireConnection:
             return  # RFC 6455 §7.1.1: after closing, remaining data is discarded
         eof = data is None or len(data) == 0
         if eof and self._ws.state is ConnectionState.CONNECTING:
-            self._finish(1006, "connection lost before the WebSocket handshake completed",
-                         CloseInitiator.LOST, now)
+            self._finish(
+                1006,
+                "connection lost before the WebSocket handshake completed",
+                CloseInitiator.LOST,
+                now,
+            )
             return
         try:
             self._ws.receive_data(None if eof else bytes(data))  # type: ignore[arg-type]
@@ -178,11 +187,17 @@ class WireConnection:
             self._fail_handshake(exc, now)
         if eof and self.closed is None:
             if self._local_close is not None:
-                self._finish(self._local_close.code, self._local_close.reason,
-                             CloseInitiator.LOCAL, now)
+                self._finish(
+                    self._local_close.code, self._local_close.reason, CloseInitiator.LOCAL, now
+                )
             else:
-                self._finish(1006, "connection lost: the peer closed the connection without "
-                             "a WebSocket close handshake", CloseInitiator.LOST, now)
+                self._finish(
+                    1006,
+                    "connection lost: the peer closed the connection without "
+                    "a WebSocket close handshake",
+                    CloseInitiator.LOST,
+                    now,
+                )
 
     # --- internals ---------------------------------------------------------------------
 
@@ -195,14 +210,15 @@ class WireConnection:
 
     def _send_close(self, request: CloseRequest) -> None:
         self._local_close = request
-        self._out.append(self._ws.send(CloseConnection(code=request.code,
-                                                       reason=request.reason or None)))
+        self._out.append(
+            self._ws.send(CloseConnection(code=request.code, reason=request.reason or None))
+        )
 
     def _finish(self, code: int, reason: str, initiator: CloseInitiator, now: float) -> None:
-        self._collect()
+        self._machine.connection_closed(now)
+        self._collect()  # the machine's last events (state -> idle) come before the close
         self.closed = ConnectionClosed(code=code, reason=reason, initiator=initiator)
         self._events.append(self.closed)
-        self._machine.connection_closed(now)
         self._parts.clear()
 
     def _handle(self, event: WsEvent, now: float) -> None:
@@ -234,9 +250,11 @@ class WireConnection:
             return
         if finished:
             parts = self._parts
-            message: str | bytes = "".join(parts) if isinstance(parts[0], str) else b"".join(
-                parts  # type: ignore[arg-type]
-            )
+            message: str | bytes
+            if isinstance(parts[0], str):
+                message = "".join(p for p in parts if isinstance(p, str))
+            else:
+                message = b"".join(p for p in parts if isinstance(p, bytes))
             self._parts = []
             self._parts_size = 0
             self._machine.receive_message(message, now)
@@ -261,8 +279,9 @@ class WireConnection:
             self._finish(int(event.code), reason, CloseInitiator.REMOTE, now)
         elif state is ConnectionState.CLOSED and self._local_close is not None:
             # The peer answered our close.
-            self._finish(self._local_close.code, self._local_close.reason,
-                         CloseInitiator.LOCAL, now)
+            self._finish(
+                self._local_close.code, self._local_close.reason, CloseInitiator.LOCAL, now
+            )
         elif state is ConnectionState.CLOSED:
             pass  # EOF: handled in receive_data so the reason is worded there
         else:
@@ -315,8 +334,12 @@ class ClientConnection(WireConnection):
     def _rejected(self, now: float) -> None:
         status = self._reject_status or 0
         self._events.append(ConnectionRejected(status_code=status, body=self._reject_body))
-        self._finish(1006, f"the server rejected the WebSocket handshake with HTTP {status}",
-                     CloseInitiator.REMOTE, now)
+        self._finish(
+            1006,
+            f"the server rejected the WebSocket handshake with HTTP {status}",
+            CloseInitiator.REMOTE,
+            now,
+        )
 
     def _fail_handshake(self, exc: wsproto.utilities.RemoteProtocolError, now: float) -> None:
         self._error = RemoteProtocolError(
@@ -343,22 +366,36 @@ class ServerConnection(WireConnection):
         self.server = server
         #: The request path of the accepted handshake.
         self.path: str | None = None
+        self._handshake_bytes: bytearray | None = bytearray()
+
+    def receive_data(self, data: bytes | bytearray | memoryview | None, now: float) -> None:
+        """Feed bytes read from the transport; ``None`` (or ``b""``) means EOF."""
+        if self._handshake_bytes is not None and data:
+            # wsproto's server drops bytes pipelined after the upgrade request (it does not
+            # hand h11's trailing data to the new connection), so keep the request's bytes
+            # and re-feed what follows its blank line once we have accepted.
+            self._handshake_bytes += data
+            if len(self._handshake_bytes) > MAX_HANDSHAKE_BYTES:
+                self._handshake_bytes = None  # h11 rejects oversized requests itself
+        super().receive_data(data, now)
 
     def _on_handshake(self, event: WsEvent, now: float) -> None:
         if isinstance(event, Request):
             self.path = event.target
             self._out.append(self._ws.send(AcceptConnection()))
             self._events.append(Connected())
+            head = self._handshake_bytes or b""
+            self._handshake_bytes = None
+            end = head.find(b"\r\n\r\n")
+            if end >= 0 and len(head) > end + 4:
+                self._ws.receive_data(bytes(head[end + 4 :]))
 
     def _fail_handshake(self, exc: wsproto.utilities.RemoteProtocolError, now: float) -> None:
         hint = exc.event_hint
         if isinstance(hint, RejectConnection):
-            try:
+            # If the HTTP side is already beyond answering, there is nothing to send.
+            with contextlib.suppress(wsproto.utilities.LocalProtocolError):
                 self._out.append(self._ws.send(hint))
-            except wsproto.utilities.LocalProtocolError:
-                pass  # the HTTP side is already beyond answering; just close
         self._error = RemoteProtocolError(f"invalid WebSocket handshake from the client ({exc}).")
         self._finish(1002, str(self._error), CloseInitiator.PROTOCOL_ERROR, now)
         raise self._error
-
-
