@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from core_helpers import REQUEST, types
 
 from millis_proto import (
     AgentAudio,
@@ -37,8 +38,6 @@ from millis_proto import (
     UnknownMessage,
     Unpause,
 )
-
-from core_helpers import REQUEST, types
 
 
 def started(config: ClientConfig | None = None, request: StartRequest = REQUEST) -> MillisClient:
@@ -147,7 +146,7 @@ def test_invalid_start_request_names_the_field(kwargs: dict[str, object], field:
     with pytest.raises(ConfigError) as info:
         StartRequest(**kwargs)  # type: ignore[arg-type]
     message = str(info.value)
-    assert field.split("[")[0].split(".")[0] in message
+    assert field.split("[", maxsplit=1)[0].split(".", maxsplit=1)[0] in message
     if "." in field or "[" in field:
         assert field in message
     assert message.endswith(".")

@@ -187,14 +187,14 @@ class ClientMachine(RuleBasedStateMachine):
     def buffers_within_bounds(self) -> None:
         assert self.client.playback.queued_samples == len(self.queue)
         assert self.client.playback.queued_samples <= self.capacity
-        assert self.client._held_bytes <= PREREADY_SECONDS * 32000  # noqa: SLF001
+        assert self.client._held_bytes <= PREREADY_SECONDS * 32000
 
     @invariant()
     def user_audio_conserved(self) -> None:
         c = self.client
-        held = c._held_bytes  # noqa: SLF001
-        out_pending = sum(len(m) for m in c._out if isinstance(m, bytes))  # noqa: SLF001
-        accounted = (self.user_bytes_out + out_pending + held + c._aligner.pending  # noqa: SLF001
+        held = c._held_bytes
+        out_pending = sum(len(m) for m in c._out if isinstance(m, bytes))
+        accounted = (self.user_bytes_out + out_pending + held + c._aligner.pending
                      + 2 * c.pre_ready_dropped_samples)
         assert accounted == self.user_bytes_in
 

@@ -368,7 +368,7 @@ def test_server_validation_error_closes_1008() -> None:
         cw.receive_data(sw.data_to_send(), 0)
         cw.events()
         cw.data_to_send()  # discard the real initiate; inject ours through the raw wsproto
-        raw = cw._ws.send(  # noqa: SLF001 - a test reaching into wsproto to forge a frame
+        raw = cw._ws.send(
             __import__("wsproto.events", fromlist=["x"]).TextMessage(data=first)
             if isinstance(first, str)
             else __import__("wsproto.events", fromlist=["x"]).BytesMessage(data=first)
