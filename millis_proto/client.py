@@ -101,6 +101,8 @@ class MillisClient(MessageMachine):
         self._answer_t0: float | None = None  # start_answering time, until first audio
         self._played_t0: float | None = None  # start_answering time, until first played
         self._ready_seen = False
+        self._grace_samples = round(self.config.drain_grace_ms * SAMPLE_RATE / 1000)
+        self._starved = 0  # silence samples pulled from an empty queue while answering
         self._session_ready_sent = False
         #: Audio packets sent so far (pings are counted against this).
         self.audio_packets_sent = 0
@@ -213,19 +215,18 @@ class MillisClient(MessageMachine):
         """Take exactly ``n_samples`` samples for the speaker (zeros while paused or empty).
 
         Reports :class:`PlaybackLatency` on the first real sample after ``start_answering``
-        and :class:`PlaybackFinished` (state → idle) when the queue drains while answering.
+        and :class:`PlaybackFinished` (state → idle) once the queue has been empty while
+        answering for ``config.drain_grace_ms`` of pulled audio.
         """
         chunk = self.playback.pull(n_samples)
         if chunk.real_samples and self._played_t0 is not None:
             self._events.append(PlaybackLatency(ms=(now - self._played_t0) * 1000))
             self._played_t0 = None
-        if (
-            self._agent_state is AgentState.ANSWER
-            and not self.playback.queued_samples
-            and n_samples
-        ):
-            self._events.append(PlaybackFinished())
-            self._trigger(Trigger.DRAINED)
+        if self._agent_state is AgentState.ANSWER and not self.playback.queued_samples:
+            self._starved += n_samples - chunk.real_samples
+            if n_samples and self._starved >= self._grace_samples:
+                self._events.append(PlaybackFinished())
+                self._trigger(Trigger.DRAINED)
         return chunk
 
     # --- input from the wire -------------------------------------------------------------
@@ -237,7 +238,7 @@ class MillisClient(MessageMachine):
         if isinstance(message, str):
             self._on_text(message, now)
         else:
-            self._on_agent_audio(bytes(message), now)
+            self._on_agent_audio(message if isinstance(message, bytes) else bytes(message), now)
 
     def connection_closed(self, now: float) -> None:
         """The WebSocket is closed (for any reason): stop sending, agent state → idle.
@@ -307,6 +308,7 @@ class MillisClient(MessageMachine):
             self._events.append(AgentStateChanged(previous=old, state=new))
 
     def _on_agent_audio(self, data: bytes, now: float) -> None:
+        self._starved = 0
         if self.config.emit_audio_events:
             self._events.append(AgentAudio(data=data))
         dropped = self.playback.push(data)

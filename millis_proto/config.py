@@ -183,6 +183,10 @@ class ClientConfig:
     * ``max_playback_seconds``: bound of the playback buffer (see :mod:`.playback`).
     * ``emit_audio_events``: report each agent audio frame as an :class:`AgentAudio` event
       (the audio always goes to the playback buffer).
+    * ``drain_grace_ms``: "playback finished" (answer → idle) is reported only after this
+      much silence has been pulled from an empty queue. The SDK reports it the moment the
+      queue empties, which flaps answer/idle on every frame when audio arrives at real-time
+      pace with network jitter; ``0`` restores that behaviour exactly.
     * ``close_on_session_end``: close the WebSocket (1000) when ``onsessionended`` arrives,
       as the docs ask of clients.
     * ``max_pending_bytes``: bound of messages waiting to be sent; exceeding it means the
@@ -195,6 +199,7 @@ class ClientConfig:
     ping_every_packets: int = 1000
     max_playback_seconds: float = DEFAULT_MAX_PLAYBACK_SECONDS
     emit_audio_events: bool = True
+    drain_grace_ms: float = 100.0
     close_on_session_end: bool = True
     max_pending_bytes: int = 8 * 1024 * 1024
 
@@ -209,6 +214,8 @@ class ClientConfig:
                 raise ConfigError("chunk_ms must be a positive whole number of 1/16 ms samples.")
         if self.ping_every_packets < 0:
             raise ConfigError("ping_every_packets must not be negative (0 disables pings).")
+        if not self.drain_grace_ms >= 0:
+            raise ConfigError("drain_grace_ms must not be negative.")
         if not self.max_playback_seconds > 0:
             raise ConfigError("max_playback_seconds must be positive.")
         if self.max_pending_bytes <= 0:

@@ -54,7 +54,8 @@ class SampleAligner:
         if self._odd:
             data = self._odd + bytes(chunk)
         elif len(chunk) & 1 == 0:
-            return bytes(chunk)  # hot path: no carry, nothing held back
+            # hot path: no carry, nothing held back, and no copy of an immutable chunk
+            return chunk if isinstance(chunk, bytes) else bytes(chunk)
         else:
             data = bytes(chunk)
         if len(data) & 1:

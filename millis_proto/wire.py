@@ -143,6 +143,24 @@ class WireConnection:
                 now=0.0,
             )
 
+    def abort(self, reason: str, now: float) -> None:
+        """The transport failed (a reset, a TLS error, a broken or cancelled write).
+
+        Gives the :class:`ConnectionClosed` event: code 1006 with ``reason`` — or, when our
+        close frame had already gone out, our own close, exactly as EOF does in
+        :meth:`receive_data`. Nothing more can be sent, so pending output is dropped.
+        Idempotent; ignored once closed.
+        """
+        if self.closed is not None:
+            return
+        self._out.clear()
+        if self._local_close is not None:
+            self._finish(
+                self._local_close.code, self._local_close.reason, CloseInitiator.LOCAL, now
+            )
+        else:
+            self._finish(1006, reason, CloseInitiator.LOST, now)
+
     def _encode_machine_output(self) -> None:
         if self._ws.state is not ConnectionState.OPEN or self.closed is not None:
             return
@@ -178,7 +196,7 @@ class WireConnection:
             )
             return
         try:
-            self._ws.receive_data(None if eof else bytes(data))  # type: ignore[arg-type]
+            self._ws.receive_data(None if eof else data)  # type: ignore[arg-type]
             for event in self._ws.events():
                 self._handle(event, now)
                 if self.closed is not None:

@@ -423,7 +423,7 @@ def test_malformed_text_becomes_bad_message_and_session_goes_on(text: str, reaso
 
 
 def test_agent_state_latency_and_playback_flow() -> None:
-    c = ready()
+    c = ready(ClientConfig(drain_grace_ms=0))  # the SDK's exact behaviour
     c.receive_message('{"method":"start_answering"}', 1.0)
     c.receive_message(b"\x01\x00" * 160, 1.25)
     c.receive_message(b"\x02\x00" * 160, 1.3)
@@ -469,6 +469,22 @@ def test_pause_unpause_clear_drive_buffer_and_state() -> None:
     c.receive_message('{"method":"clear"}', 0)
     assert types_of(c) == ["Pause", "AgentStateChanged", "Unpause", "AgentStateChanged", "Clear",
                            "AgentStateChanged"]
+
+
+def test_drain_grace_avoids_answer_idle_flapping() -> None:
+    c = ready(ClientConfig(drain_grace_ms=10))  # 160 samples of silence
+    c.receive_message(b"\1\0" * 100, 0)
+    c.pull_playback(150, 0)  # drains, 50 samples of silence
+    c.receive_message(b"\1\0" * 100, 0.02)  # next frame arrives: the count restarts
+    c.pull_playback(150, 0.02)
+    c.pull_playback(100, 0.04)  # 50 + 100 = 150 < 160: still answering
+    assert c.agent_state is AgentState.ANSWER
+    c.pull_playback(10, 0.05)  # 160: finished
+    assert c.agent_state is AgentState.IDLE
+    states = [e.state for e in c.events() if isinstance(e, AgentStateChanged)]
+    assert states == [AgentState.ANSWER, AgentState.IDLE]  # no flapping in between
+    with pytest.raises(ConfigError):
+        ClientConfig(drain_grace_ms=-1)
 
 
 def types_of(c: MillisClient) -> list[str]:

@@ -27,6 +27,7 @@ from millis_proto import (
 
 CAPACITY_SECONDS = 0.1  # 1600 samples, small enough for overflow to happen
 PREREADY_SECONDS = 0.02
+GRACE_MS = 5  # 80 samples of silence before "playback finished"
 
 
 def stream_bytes(start_byte: int, n: int) -> bytes:
@@ -45,7 +46,7 @@ class ClientMachine(RuleBasedStateMachine):
             StartRequest(public_key="k", agent_id="a"),
             ClientConfig(max_playback_seconds=CAPACITY_SECONDS, ping_every_packets=7,
                          pre_ready_buffer_seconds=PREREADY_SECONDS,
-                         pre_ready_audio=PreReadyAudio.BUFFER),
+                         pre_ready_audio=PreReadyAudio.BUFFER, drain_grace_ms=GRACE_MS),
         )
         self.client.start(0.0)
         self.now = 0.0
@@ -55,6 +56,7 @@ class ClientMachine(RuleBasedStateMachine):
         self.state = AgentState.IDLE
         self.cleared_upto = -1  # highest sample number that a clear discarded
         self.closed = False
+        self.starved = 0
         self.sent_after_close: list[object] = []
         self.ready = False
         self.user_bytes_in = 0
@@ -66,6 +68,7 @@ class ClientMachine(RuleBasedStateMachine):
     @rule(n=st.integers(min_value=1, max_value=801))
     def agent_audio(self, n: int) -> None:
         data = stream_bytes(self.pos, n)
+        self.starved = 0
         start = self.pos
         self.pos += n
         self.client.receive_message(data, self.now)
@@ -135,8 +138,10 @@ class ClientMachine(RuleBasedStateMachine):
         assert list(got[: chunk.real_samples]) == [i & 0xFFFF for i in expected]
         assert not any(got[chunk.real_samples :])  # the rest is silence
         assert all(i > self.cleared_upto for i in expected)
-        if self.state is AgentState.ANSWER and not self.queue and n:
-            self.state = AgentState.IDLE
+        if self.state is AgentState.ANSWER and not self.queue:
+            self.starved += n - len(expected)
+            if n and self.starved >= GRACE_MS * 16:
+                self.state = AgentState.IDLE
 
     @precondition(lambda self: not self.closed)
     @rule(n=st.integers(min_value=0, max_value=999), muted=st.booleans())
