@@ -340,7 +340,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     """Return the JSON-ready form of ``event``: ``{"event": <name>, <fields>...}``.
 
     Unknown server methods are named by their own method; bytes become their length
-    (``"bytes": n``) so audio never bloats a log; enums become their values.
+    (``"bytes": n``) so audio never bloats a log; enums become their values; the public key
+    of an ``initiate`` is replaced by ``"***"``.
     """
     out: dict[str, Any] = {"event": event.name}
     for field in dataclasses.fields(event):  # type: ignore[arg-type]
@@ -350,7 +351,10 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         elif isinstance(value, enum.Enum):
             out[field.name] = value.value
         elif field.name == "request":
-            continue  # the raw ``data`` next to it already holds everything, minus nothing
+            continue  # the raw ``data`` next to it holds the same, redacted below
+        elif isinstance(event, InitiateReceived) and field.name == "data":
+            # Logs are read by people: the public key never appears in one.
+            out["data"] = {k: ("***" if k == "public_key" else v) for k, v in value.items()}
         else:
             out[field.name] = value
     if isinstance(event, UnknownMessage):

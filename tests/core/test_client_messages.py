@@ -534,3 +534,13 @@ def test_unknown_method_named_by_itself_in_dict() -> None:
     assert event_to_dict(Unpause())["event"] == "unpause"
     st = event_to_dict(AgentStateChanged(previous=AgentState.IDLE, state=AgentState.ANSWER))
     assert st == {"event": "agent_state", "previous": "idle", "state": "answer"}
+
+
+def test_event_to_dict_redacts_the_public_key() -> None:
+    from millis_proto import InitiateReceived, event_to_dict
+
+    data = REQUEST.to_initiate_data()
+    record = event_to_dict(InitiateReceived(request=REQUEST, data=data))
+    assert "pk-secret-123" not in json.dumps(record)
+    assert record["data"]["public_key"] == "***"
+    assert data["public_key"] == "pk-secret-123"  # the event itself is untouched

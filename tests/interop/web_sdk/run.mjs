@@ -34,15 +34,24 @@ const USAGE = `usage: node run.mjs --url WS_URL --wav FILE.wav [options]
   --loop                     loop the WAV (default: play once, then silence)
   --dump-sent-audio FILE     write the raw s16le audio the SDK sent
   --debug                    SDK debug logging; forward all browser console output to stderr
-  --chromium PATH            browser binary (default $CHROMIUM or /usr/bin/chromium)`;
+  --no-worklet-fix           do not work around the SDK's AudioWorklet start-up race (see NOTES.md);
+                             expect ~1 run in 4 to send no audio at all
+  --chromium PATH            browser binary (default $CHROMIUM or /usr/bin/chromium)
+  --chromium-arg ARG         extra Chromium switch (repeatable)`;
 
-function parseArgs(argv) {
+function parseArgs(rawArgv) {
+  // accept both "--opt value" and "--opt=value"
+  const argv = rawArgv.flatMap((a) => {
+    const m = /^(--[a-z-]+)=(.*)$/s.exec(a);
+    return m ? [m[1], m[2]] : [a];
+  });
   const o = {
     seconds: 20,
     publicKey: "test-public-key",
     agentId: "test-agent",
     stopAfterSessionEndedMs: 2000,
     chromium: process.env.CHROMIUM || "/usr/bin/chromium",
+    extraArgs: [],
   };
   const json = (name, v) => {
     try {
@@ -74,7 +83,9 @@ function parseArgs(argv) {
       case "--loop": o.loop = true; break;
       case "--dump-sent-audio": o.dumpSentAudio = next(); break;
       case "--debug": o.debug = true; break;
+      case "--no-worklet-fix": o.noWorkletFix = true; break;
       case "--chromium": o.chromium = next(); break;
+      case "--chromium-arg": o.extraArgs.push(next()); break;
       case "-h": case "--help": process.stdout.write(USAGE + "\n"); process.exit(0);
       default: die(1, `unknown argument ${a}\n${USAGE}`);
     }
@@ -207,6 +218,7 @@ async function main() {
     stop_after_session_ended_ms: o.stopAfterSessionEndedMs,
     dump_sent_audio: !!o.dumpSentAudio,
     debug: !!o.debug,
+    worklet_fix: !o.noWorkletFix,
   };
 
   const fakeAudioArg = `--use-file-for-fake-audio-capture=${wavPath}${o.loop ? "" : "%noloop"}`;
@@ -224,6 +236,7 @@ async function main() {
     fakeAudioArg,
     "--autoplay-policy=no-user-gesture-required",
     "--disable-dev-shm-usage",
+    ...o.extraArgs,
   ];
 
   const server = await serveStatic();

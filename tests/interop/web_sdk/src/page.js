@@ -132,6 +132,65 @@ class RecordingWebSocket extends NativeWebSocket {
 }
 window.WebSocket = RecordingWebSocket;
 
+// ---- AudioWorklet watcher / start-up race workaround ------------------------------------------
+// SDK bug (src/audio/worker/AudioWorklet.ts + src/audio/service.ts): the SDK creates its
+// "capture-and-playback-processor" AudioWorkletNode and only afterwards connects the microphone
+// to it. If the audio thread runs process() in between, inputs[0] has no channels,
+// convertFloat32ToUint8(undefined) throws, and Chromium stops that processor for good: no
+// microphone audio is ever sent and no agent audio is played (seen in ~1 of 4 headless runs).
+// Workaround (cfg.worklet_fix, on by default): connect an already-started, silent
+// ConstantSourceNode to the SDK's node right after it is constructed, so the input has a channel
+// from the first render quantum. Adding 0.0 leaves the microphone samples bit-identical.
+// The SDK never listens for the failure; we record it (processorerror) and, independently,
+// run.mjs warns when no audio was sent at all.
+const NativeAudioWorkletNode = window.AudioWorkletNode;
+if (NativeAudioWorkletNode) {
+  window.AudioWorkletNode = class extends NativeAudioWorkletNode {
+    constructor(ctx, name, options) {
+      let silent = null;
+      if (cfg.worklet_fix !== false) {
+        silent = new ConstantSourceNode(ctx, { offset: 0 });
+        silent.start();
+      }
+      super(ctx, name, options);
+      if (silent) silent.connect(this);
+      record("harness:worklet_created", [
+        { name, options: options || null, sample_rate: ctx.sampleRate, silent_input_workaround: !!silent },
+      ]);
+      this.addEventListener("processorerror", (ev) => {
+        record("harness:worklet_processorerror", [{ name, message: ev.message || null }]);
+        console.error(`AudioWorklet processor "${name}" threw; capture and playback have stopped`);
+      });
+    }
+  };
+}
+
+// ---- audio probes ----------------------------------------------------------------------------
+// Every 500 ms: is the AudioContext running, does the microphone deliver sound (user analyser),
+// does the worklet output anything (the SDK's output analyser), how many frames went out.
+const probes = [];
+let micAnalyser = null;
+let outAnalyser = null;
+function peakOf(an) {
+  if (!an) return null;
+  const buf = new Float32Array(an.fftSize);
+  an.getFloatTimeDomainData(buf);
+  let p = 0;
+  for (const x of buf) p = Math.max(p, Math.abs(x));
+  return Math.round(p * 1000) / 1000;
+}
+const probeTimer = setInterval(() => {
+  const ctx = (micAnalyser || outAnalyser || {}).context;
+  probes.push({
+    t_ms: t(),
+    ctx_state: ctx ? ctx.state : null,
+    ctx_time_s: ctx ? Math.round(ctx.currentTime * 1000) / 1000 : null,
+    mic_peak: peakOf(micAnalyser),
+    out_peak: peakOf(outAnalyser),
+    sent_frames: wire.sent_binary.frames,
+  });
+}, 500);
+
 // ---- SDK client ----------------------------------------------------------------------------
 const clientConfig = { publicKey: cfg.public_key ?? "test-public-key", debug: !!cfg.debug };
 if (cfg.url) clientConfig.endPoint = cfg.url; // the SDK's option for the server URL
@@ -155,10 +214,13 @@ function finish(reason) {
   if (done) return;
   done = true;
   endReason = reason;
+  clearInterval(probeTimer);
   record("harness:done", [reason]);
 }
 
-function onSdkEvent(name) {
+function onSdkEvent(name, args) {
+  if (name === "useraudioready" && args[0]) micAnalyser = args[0].analyser;
+  if (name === "analyzer") outAnalyser = args[0];
   if (name === "onready" && readyAt === null) {
     readyAt = performance.now();
     scheduleActions("onready");
@@ -274,6 +336,7 @@ window.__harness = {
       summary,
       events,
       wire,
+      probes,
     };
   },
 };

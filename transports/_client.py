@@ -1,0 +1,343 @@
+"""The client side shared by the trio and anyio transports: the session object and connect.
+
+A transport only supplies ``open_stream(endpoint, ssl_context)``, which opens TCP (and
+TLS) and returns an anyio byte stream; everything else — the connect timeout, the error
+mapping, the WebSocket handshake, the reader and the close — is here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict
+
+import anyio
+import anyio.abc
+
+from millis_proto import (
+    ABSENT,
+    ClientConfig,
+    ClientConnection,
+    CloseInitiator,
+    ConfigError,
+    ConnectionClosedByServer,
+    ConnectionFailed,
+    ConnectionLost,
+    Endpoint,
+    FailureKind,
+    MillisClient,
+    MillisError,
+    PlaybackChunk,
+    RemoteProtocolError,
+    StartRequest,
+    parse_endpoint,
+)
+from millis_proto.config import DEFAULT_MAX_MESSAGE_BYTES
+from millis_proto.pcm import Buffer
+
+from ._errors import STREAM_ERRORS, connect_failure, redact, sentence
+from ._queue import DEFAULT_MAX_QUEUED_EVENTS
+from ._session import (
+    DEFAULT_DISCONNECT_TIMEOUT,
+    WireSession,
+    check_timeout,
+    close_forcefully,
+    running,
+)
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "ClientSession",
+    "ConnectOptions",
+    "OpenStream",
+    "client_ssl_context",
+    "open_client",
+    "open_session",
+]
+
+#: Default bound of TCP connect + TLS handshake + WebSocket handshake, in seconds.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: How much of a handshake rejection body is quoted in the error message.
+_REJECT_QUOTE_CHARS = 200
+
+#: Opens TCP (and TLS when a context is given) to the endpoint.
+OpenStream = Callable[[Endpoint, "ssl.SSLContext | None"], Awaitable[anyio.abc.ByteStream]]
+
+
+class ConnectOptions(TypedDict, total=False):
+    """Keyword options of ``connect`` (every one optional).
+
+    * ``config`` — :class:`~millis_proto.ClientConfig` of the client machine.
+    * ``cafile`` — a PEM file of extra CA certificates to trust (``wss://`` only). The
+      system's CAs are trusted too; ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured.
+    * ``ssl_context`` — a ready ``ssl.SSLContext`` instead (``wss://`` only).
+    * ``connect_timeout`` — seconds for TCP + TLS + WebSocket handshake (default 10).
+    * ``disconnect_timeout`` — seconds for the close handshake (default 5).
+    * ``max_message_bytes`` — largest incoming message; larger closes with 1009 (1 MiB).
+    * ``max_queued_events`` — bound of the event queue (default 4096; see
+      :mod:`transports._queue` for what happens when it is full).
+    """
+
+    config: ClientConfig | None
+    cafile: str | os.PathLike[str] | None
+    ssl_context: ssl.SSLContext | None
+    connect_timeout: float
+    disconnect_timeout: float
+    max_message_bytes: int
+    max_queued_events: int
+
+
+class ClientSession(WireSession):
+    """A live Millis session over a real (or in-memory) connection.
+
+    Send with :meth:`send_audio`, :meth:`send_message`, :meth:`send_ping`; read typed
+    events with ``async for event in session`` (or :meth:`next_event`); feed a speaker
+    with :meth:`pull_playback`. Agent audio never waits for the application: it goes to
+    the playback buffer of :attr:`client`.
+
+    How it ends: the event stream's last event is ``ConnectionClosed``. After it, iteration
+    stops if the close was normal (1000/1001/1005, or one we started), and otherwise raises
+    :class:`ConnectionLost` (no close handshake, 1006), :class:`ConnectionClosedByServer`
+    (the server closed with another code) or :class:`RemoteProtocolError` (the server broke
+    the WebSocket framing). The send methods raise the same error when their write fails
+    or the session had already ended abnormally; after a normal end they raise
+    :class:`LocalProtocolError`.
+
+    Use it from the event loop's thread only.
+    """
+
+    def __init__(
+        self,
+        conn: ClientConnection,
+        stream: anyio.abc.ByteStream,
+        *,
+        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    ) -> None:
+        super().__init__(
+            conn,
+            stream,
+            disconnect_timeout=disconnect_timeout,
+            max_queued_events=max_queued_events,
+        )
+        #: The core's wire connection.
+        self.connection = conn
+        #: The core's client machine (agent state, playback buffer, counters).
+        self.client: MillisClient = conn.client
+
+    @property
+    def session_id(self) -> str | None:
+        """The server's session id from ``onready`` (keep it for session continuation)."""
+        return self.client.session_id
+
+    async def send_audio(self, pcm: Buffer) -> None:
+        """Send user audio: s16le, 16 kHz, mono, any length (see ``MillisClient.send_audio``).
+
+        Returns once the bytes are written to the stream. Cancelling it mid-write breaks
+        the session (part of a frame may be on the wire).
+        """
+        self._check_sendable()
+        self.client.send_audio(pcm, self._now())
+        await self._push()
+
+    async def flush_audio(self) -> None:
+        """Send the short last frame the re-chunker holds (``ClientConfig.chunk_ms``)."""
+        self._check_sendable()
+        self.client.flush_audio(self._now())
+        await self._push()
+
+    def mute(self) -> None:
+        """Send zeros instead of the application's audio, at the same cadence."""
+        self.client.mute()
+
+    def unmute(self) -> None:
+        """Send the application's audio again."""
+        self.client.unmute()
+
+    async def send_message(self, method: str, data: Any = ABSENT) -> None:
+        """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional).
+
+        Raises :class:`~millis_proto.ConfigError` for a bad method or unserializable data.
+        """
+        self._check_sendable()
+        self.client.send_message(method, data)
+        await self._push()
+
+    async def send_ping(self) -> None:
+        """Send a Millis ``ping``; its ``pong`` arrives as a ``Pong`` event with ``rtt_ms``."""
+        self._check_sendable()
+        self.client.send_ping(self._now())
+        await self._push()
+
+    def pull_playback(self, n_samples: int) -> PlaybackChunk:
+        """Take exactly ``n_samples`` samples for the speaker (zeros while paused or empty).
+
+        The core's ``pull_playback`` with the event loop's clock as ``now``; the events it
+        reports (``PlaybackLatency``, ``PlaybackFinished``) join the event stream at once.
+        Still works after the session ended, so a goodbye can be played out.
+        """
+        chunk = self.client.pull_playback(n_samples, self._now())
+        self._pump()
+        return chunk
+
+    def _terminal_error(self) -> MillisError | None:
+        closed = self._conn.closed
+        if closed is None:
+            return None
+        key = self.client.request.public_key
+        reason = redact(closed.reason, key)
+        if closed.initiator is CloseInitiator.LOST:
+            return ConnectionLost(sentence(reason))
+        if closed.initiator is CloseInitiator.PROTOCOL_ERROR:
+            return RemoteProtocolError(
+                f"The server broke the WebSocket protocol, so the session was closed with "
+                f"code {closed.code} ({reason})."
+            )
+        if closed.initiator is CloseInitiator.REMOTE and not closed.normal:
+            said = f": {reason}" if reason else ""
+            return ConnectionClosedByServer(
+                sentence(f"the server closed the session with code {closed.code}{said}"),
+                code=closed.code,
+                reason=reason,
+            )
+        return None
+
+    def _open_failure(self) -> ConnectionFailed:
+        """Why the opening handshake ended without an open WebSocket."""
+        endpoint = self.connection.endpoint
+        where = f"{endpoint.host}:{endpoint.port}"
+        if self._rejection is not None:
+            status = self._rejection.status_code
+            quote = " ".join(
+                self._rejection.body.decode("utf-8", "replace").split()
+            )[:_REJECT_QUOTE_CHARS]
+            return ConnectionFailed(
+                f"The server at {where} rejected the WebSocket handshake with HTTP {status}"
+                + (f" ({quote})." if quote else "."),
+                kind=FailureKind.HANDSHAKE_REJECTED,
+                status_code=status,
+            )
+        closed = self._conn.closed
+        reason = closed.reason if closed is not None else "no reason"
+        return ConnectionFailed(
+            f"The server at {where} ended the connection before the WebSocket handshake "
+            f"completed ({reason}).",
+            kind=FailureKind.NETWORK,
+        )
+
+
+def client_ssl_context(
+    endpoint: Endpoint,
+    cafile: str | os.PathLike[str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> ssl.SSLContext | None:
+    """The TLS context for ``endpoint``: ``None`` for ``ws://``.
+
+    ``ssl.create_default_context()`` verifies certificates and host names and reads the
+    system CAs (so ``SSL_CERT_FILE`` works); ``cafile`` adds CAs to those.
+    """
+    if not endpoint.secure:
+        if cafile is not None or ssl_context is not None:
+            raise ConfigError(
+                f"cafile and ssl_context need a wss:// URL, and {endpoint.url!r} is ws://."
+            )
+        return None
+    if ssl_context is not None:
+        if cafile is not None:
+            raise ConfigError("give cafile or ssl_context, not both.")
+        return ssl_context
+    context = ssl.create_default_context()
+    if cafile is not None:
+        try:
+            context.load_verify_locations(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"the CA file {os.fspath(cafile)!r} could not be read ({exc})."
+            ) from None
+    return context
+
+
+@asynccontextmanager
+async def open_client(
+    url: str | Endpoint,
+    request: StartRequest,
+    open_stream: OpenStream,
+    *,
+    config: ClientConfig | None = None,
+    cafile: str | os.PathLike[str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+) -> AsyncIterator[ClientSession]:
+    """Connect, run the session around the body, close it on the way out.
+
+    Raises :class:`~millis_proto.ConfigError` before any I/O for bad arguments and
+    :class:`ConnectionFailed` (with its ``kind``) when the session cannot be opened.
+    """
+    endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
+    check_timeout(connect_timeout, "connect_timeout")
+    check_timeout(disconnect_timeout, "disconnect_timeout")
+    context = client_ssl_context(endpoint, cafile, ssl_context)
+    conn = ClientConnection(
+        MillisClient(request, config), endpoint, max_message_bytes=max_message_bytes
+    )
+    session = await open_session(
+        conn,
+        lambda: open_stream(endpoint, context),
+        connect_timeout=connect_timeout,
+        disconnect_timeout=disconnect_timeout,
+        max_queued_events=max_queued_events,
+    )
+    async with running(session):
+        yield session
+
+
+async def open_session(
+    conn: ClientConnection,
+    open_stream: Callable[[], Awaitable[anyio.abc.ByteStream]],
+    *,
+    connect_timeout: float,
+    disconnect_timeout: float,
+    max_queued_events: int,
+) -> ClientSession:
+    """Open the stream and run the WebSocket handshake, all within ``connect_timeout``."""
+    endpoint = conn.endpoint
+    stream: anyio.abc.ByteStream | None = None
+    opened = False
+    try:
+        with anyio.fail_after(connect_timeout):
+            try:
+                stream = await open_stream()
+            except STREAM_ERRORS as exc:
+                raise connect_failure(exc, endpoint) from exc
+            session = ClientSession(
+                conn,
+                stream,
+                disconnect_timeout=disconnect_timeout,
+                max_queued_events=max_queued_events,
+            )
+            try:
+                await session._open()
+            except RemoteProtocolError as exc:
+                raise ConnectionFailed(
+                    sentence(str(exc)), kind=FailureKind.HANDSHAKE_INVALID
+                ) from exc
+            if not session._connected:
+                raise session._open_failure()
+            opened = True
+            return session
+    except TimeoutError:
+        what = "TCP/TLS connection" if stream is None else "WebSocket handshake"
+        raise ConnectionFailed(
+            f"The {what} to {endpoint.host}:{endpoint.port} did not complete within "
+            f"{connect_timeout:g} s.",
+            kind=FailureKind.TIMEOUT,
+        ) from None
+    finally:
+        if stream is not None and not opened:
+            with anyio.CancelScope(shield=True):
+                await close_forcefully(stream)

@@ -1,0 +1,139 @@
+"""Turning I/O failures into the millis_proto error family, worded for a person.
+
+The transports catch the exceptions of trio, anyio, ``ssl`` and the OS at the stream
+boundary only, and hand the session API one of :class:`ConnectionFailed` (opening),
+:class:`ConnectionLost` or :class:`ConnectionClosedByServer` (ending). The raw exception is
+kept as ``__cause__`` for debugging, never raised. Nothing here ever sees the public key,
+and text that comes from the server is passed through :func:`redact` before it is shown.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+import sys
+from collections.abc import Iterator
+
+import anyio
+
+from millis_proto import ConnectionFailed, Endpoint, FailureKind
+
+if sys.version_info >= (3, 11):
+    from builtins import BaseExceptionGroup
+else:  # pragma: no cover - anyio depends on the backport below 3.11
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "STREAM_ERRORS",
+    "BaseExceptionGroup",
+    "connect_failure",
+    "describe",
+    "redact",
+    "sentence",
+]
+
+#: What a byte stream raises when the connection under it fails. ``ssl.SSLError`` and
+#: ``socket.gaierror`` are ``OSError``s; the trio adapter re-raises trio's as anyio's.
+STREAM_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its causes and the members of exception groups, breadth first."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        if current.__cause__ is not None:
+            todo.append(current.__cause__)
+        elif current.__context__ is not None and not current.__suppress_context__:
+            todo.append(current.__context__)
+
+
+def _is_ragged_eof(exc: BaseException) -> bool:
+    # OpenSSL 3 reports a missing close_notify as a plain SSLError with this reason.
+    return isinstance(exc, ssl.SSLEOFError) or (
+        isinstance(exc, ssl.SSLError) and "UNEXPECTED_EOF_WHILE_READING" in str(exc)
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """Say in a few lower-case words why an open connection failed (for a close reason)."""
+    causes = list(_causes(exc))
+    for cause in causes:
+        if _is_ragged_eof(cause):
+            return "the TLS peer closed the connection without close_notify"
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error ({cause.reason or cause})"
+        if isinstance(cause, ConnectionResetError):
+            return "the connection was reset by the peer"
+        if isinstance(cause, BrokenPipeError):
+            return "the peer stopped receiving (broken pipe)"
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    if any(isinstance(cause, anyio.ClosedResourceError) for cause in causes):
+        return "the connection was closed locally"
+    return str(exc) or type(exc).__name__
+
+
+def connect_failure(exc: BaseException, endpoint: Endpoint) -> ConnectionFailed:
+    """Classify why the TCP connection or the TLS handshake to ``endpoint`` failed."""
+    causes = list(_causes(exc))
+    where = f"{endpoint.host}:{endpoint.port}"
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return ConnectionFailed(
+                f"Could not find the server {endpoint.host!r}: the host name did not resolve "
+                f"({cause.strerror or cause}).",
+                kind=FailureKind.DNS,
+            )
+    for cause in causes:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ConnectionFailed(
+                f"The TLS certificate of {endpoint.host} was not accepted: "
+                f"{cause.verify_message or cause.reason}.",
+                kind=FailureKind.TLS,
+            )
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            return ConnectionFailed(
+                f"The TLS handshake with {where} failed ({cause.reason or cause}).",
+                kind=FailureKind.TLS,
+            )
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return ConnectionFailed(
+                f"The connection to {where} was refused; is the server running and "
+                "listening on that port?",
+                kind=FailureKind.REFUSED,
+            )
+    for cause in causes:
+        if isinstance(cause, TimeoutError):
+            return ConnectionFailed(
+                f"The connection to {where} timed out.", kind=FailureKind.TIMEOUT
+            )
+    return ConnectionFailed(
+        f"Could not connect to {where} ({describe(exc)}).", kind=FailureKind.NETWORK
+    )
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Replace ``secret`` in text that came from the server (a close reason may echo it)."""
+    return text.replace(secret, "<public key>") if secret else text
+
+
+def sentence(text: str) -> str:
+    """``"connection lost: x"`` → ``"Connection lost: x."``."""
+    text = text.strip() or "no reason given"
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

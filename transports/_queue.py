@@ -1,0 +1,93 @@
+"""The bounded event queue between a session's reader task and the application.
+
+Overflow policy
+---------------
+The reader must never wait for the application (trio-websocket #65: a full queue stalls the
+reader and pings go unanswered), so :meth:`EventQueue.put` never blocks. When the queue
+holds ``max_events`` events, the **oldest** queued event is dropped to make room: an
+application that fell behind sees the most recent state (transcripts, agent state) rather
+than a stale backlog. The dropped events are replaced by one :class:`EventsDropped` event
+with their count, delivered before the newer events, so the gap is never silent. The final
+``ConnectionClosed`` event is the newest one put, so it is never the one dropped. Agent
+audio is not at risk: it always goes to the client's playback buffer, and its
+``AgentAudio`` events are only a copy (``ClientConfig(emit_audio_events=False)`` turns
+them off).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar
+
+import anyio
+
+from millis_proto import ConfigError, Event
+
+__all__ = ["DEFAULT_MAX_QUEUED_EVENTS", "EventQueue", "EventsDropped"]
+
+#: Default bound of events waiting for the application. Agent audio arrives faster than
+#: real time in 20-40 ms frames, so this holds a long answer's worth of ``AgentAudio``.
+DEFAULT_MAX_QUEUED_EVENTS = 4096
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventsDropped(Event):
+    """``count`` events were dropped because the application read too slowly.
+
+    Delivered where the dropped events would have been (see the overflow policy in
+    :mod:`transports._queue`).
+    """
+
+    name: ClassVar[str] = "events_dropped"
+    count: int
+
+
+class EventQueue:
+    """Events from the reader to the application: bounded, never blocking the reader.
+
+    ``put`` and ``end`` are called by the session; ``get`` by the application, from any
+    number of tasks. Events put after ``end`` are ignored: the session is over.
+    """
+
+    def __init__(self, max_events: int = DEFAULT_MAX_QUEUED_EVENTS) -> None:
+        if not isinstance(max_events, int) or max_events < 1:
+            raise ConfigError("max_queued_events must be a positive integer.")
+        self.max_events = max_events
+        self._events: deque[Event] = deque()
+        self._unreported = 0  # dropped, not yet announced by an EventsDropped
+        self._ended = False
+        self._wakeup = anyio.Event()
+        #: Events dropped by the overflow policy since the session began.
+        self.dropped = 0
+
+    def put(self, event: Event) -> None:
+        """Queue ``event``; when full, drop the oldest event. Never blocks."""
+        if self._ended:
+            return
+        if len(self._events) >= self.max_events:
+            self._events.popleft()
+            self._unreported += 1
+            self.dropped += 1
+        self._events.append(event)
+        self._wakeup.set()
+
+    def end(self) -> None:
+        """No more events will come: ``get`` returns ``None`` once the queue is empty."""
+        self._ended = True
+        self._wakeup.set()
+
+    async def get(self) -> Event | None:
+        """Wait for the next event; ``None`` once the queue has ended and is empty."""
+        while True:
+            if self._unreported:
+                count, self._unreported = self._unreported, 0
+                return EventsDropped(count=count)
+            if self._events:
+                return self._events.popleft()
+            if self._ended:
+                return None
+            # Only replace a spent Event, so every waiting task waits on the same one.
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
+            await self._wakeup.wait()

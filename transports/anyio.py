@@ -1,0 +1,58 @@
+"""Millis sessions over anyio streams — the same API as :mod:`transports.trio`, for asyncio.
+
+Runs on every anyio backend (asyncio and trio)::
+
+    import anyio
+    from transports.anyio import connect
+
+    async def main():
+        async with connect(US_WEST, request) as session:
+            async for event in session:
+                print(event)
+
+    anyio.run(main)  # asyncio; backend="trio" works too
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from millis_proto import EU_WEST, US_WEST, Endpoint, StartRequest
+
+from ._client import ClientSession, ConnectOptions, open_client
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["EU_WEST", "US_WEST", "ClientSession", "ConnectOptions", "connect"]
+
+
+def connect(
+    url: str | Endpoint, request: StartRequest, **options: Unpack[ConnectOptions]
+) -> AbstractAsyncContextManager[ClientSession]:
+    """Open a Millis session over ``anyio.connect_tcp``; see :func:`transports.trio.connect`.
+
+    Same arguments, same session object, same errors.
+    """
+    return open_client(url, request, _open_stream, **options)
+
+
+async def _open_stream(
+    endpoint: Endpoint, context: ssl.SSLContext | None
+) -> anyio.abc.ByteStream:
+    if context is None:
+        return await anyio.connect_tcp(endpoint.host, endpoint.port)
+    # tls_standard_compatible: a peer that vanishes without close_notify is reported as a
+    # broken stream (connection lost), not mistaken for a clean end of stream.
+    return await anyio.connect_tcp(
+        endpoint.host,
+        endpoint.port,
+        ssl_context=context,
+        tls_hostname=endpoint.host,
+        tls_standard_compatible=True,
+    )

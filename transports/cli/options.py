@@ -1,0 +1,106 @@
+"""Turning command-line flags into a validated :class:`StartRequest` and endpoint choice."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from millis_proto import US_WEST, ConfigError, StartRequest, parse_endpoint
+
+__all__ = ["LOCAL_AGENT", "Target", "build_target", "load_json_object"]
+
+#: Pseudo-endpoint meaning "the built-in local agent, in this process".
+LOCAL_AGENT = "local"
+#: Key sent to a local/loopback server when the user gave none (our agent accepts any key).
+LOOPBACK_KEY = "local-test-key"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to talk and what to ask for."""
+
+    endpoint: str  # a ws(s) URL, or LOCAL_AGENT
+    request: StartRequest
+
+    @property
+    def local(self) -> bool:
+        return self.endpoint == LOCAL_AGENT
+
+
+def load_json_object(text: str, what: str) -> dict[str, Any]:
+    """Parse ``text`` as a JSON object; :class:`ConfigError` naming ``what`` otherwise."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} is not valid JSON ({exc}).") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object.")
+    return value
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--agent-config {path}: cannot read it ({exc.strerror}).") from None
+    return load_json_object(text, f"--agent-config {path}")
+
+
+def _is_loopback(url: str) -> bool:
+    host = parse_endpoint(url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_target(
+    *,
+    endpoint: str | None,
+    public_key: str | None,
+    agent_id: str | None,
+    agent_config: str | None,
+    metadata: str | None,
+    include_metadata_in_prompt: bool,
+    session_id: str | None,
+) -> Target:
+    """Decide the endpoint and build the start request exactly as the flags say.
+
+    No key and no endpoint → the built-in local agent. A key → US-West unless ``endpoint``.
+    An explicit endpoint without a key is allowed only on loopback (a local ``serve``).
+    """
+    key = public_key if public_key is not None else os.environ.get("MILLIS_PUBLIC_KEY")
+    if endpoint is None:
+        endpoint = US_WEST if key else LOCAL_AGENT
+    if endpoint != LOCAL_AGENT:
+        parse_endpoint(endpoint)  # a clear error for a malformed URL
+        if not key:
+            if not _is_loopback(endpoint):
+                raise ConfigError(
+                    "a public key is required for a remote endpoint: pass --public-key or "
+                    "set MILLIS_PUBLIC_KEY."
+                )
+            key = LOOPBACK_KEY
+    if key is None:
+        key = LOOPBACK_KEY
+    config = _read_config_file(agent_config) if agent_config else None
+    if agent_id is None and config is None:
+        if endpoint != LOCAL_AGENT and not _is_loopback(endpoint):
+            raise ConfigError("agent is missing: pass --agent-id, --agent-config, or both.")
+        agent_id = "local-agent"
+    meta = load_json_object(metadata, "--metadata") if metadata is not None else None
+    request = StartRequest(
+        public_key=key,
+        agent_id=agent_id,
+        agent_config=config,
+        metadata=meta,
+        include_metadata_in_prompt=True if include_metadata_in_prompt else None,
+        session_id=session_id,
+    )
+    return Target(endpoint=endpoint, request=request)

@@ -1,0 +1,135 @@
+"""One conversation, start to end: audio in, audio out, events, and when to stop.
+
+:func:`run_conversation` is the loop both the CLI and the offline harness run on a client
+session: the source is streamed at its pace (then silence, like a quiet microphone), the
+sink pulls the playback buffer at its pace, every event goes to ``on_event``. It ends when
+the server closes, when the input has finished and the agent has been idle for
+``idle_timeout`` seconds, or after ``max_duration`` seconds; then the agent audio still
+buffered (a goodbye) is played out, bounded by ``drain_timeout``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from millis_proto import AgentState, AgentStateChanged, ConnectionClosed, Event, SAMPLE_RATE
+
+from audio_backends.levels import AudioLevel
+from audio_backends.pacing import play_to_sink, stream_source
+from audio_backends.protocols import AudioSink, AudioSource, LiveAudioSource
+
+from ._client import ClientSession
+
+__all__ = ["Outcome", "Silence", "run_conversation"]
+
+
+class Silence:
+    """An endless source of zeros (a quiet microphone)."""
+
+    def read(self, n_samples: int) -> bytes:
+        return bytes(2 * n_samples)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass
+class Outcome:
+    """How the conversation ended."""
+
+    reason: str  # "server_closed" | "idle" | "max_duration"
+    closed: ConnectionClosed | None
+    sent_samples: int
+    played_samples: int
+
+
+async def run_conversation(
+    session: ClientSession,
+    source: AudioSource | LiveAudioSource,
+    sink: AudioSink,
+    *,
+    on_event: Callable[[float, Event], None] = lambda t, e: None,
+    on_level: Callable[[AudioLevel], None] | None = None,
+    chunk_ms: float = 20.0,
+    idle_timeout: float = 3.0,
+    max_duration: float | None = None,
+    drain_timeout: float = 30.0,
+    user_taps: Sequence[AudioSink] = (),
+    agent_taps: Sequence[AudioSink] = (),
+) -> Outcome:
+    """Run the conversation; see the module docstring. Errors of the session propagate."""
+    origin = anyio.current_time()
+    sent = 0
+    input_done = anyio.Event()
+    state = AgentState.IDLE
+    idle_since = origin
+    reason = "server_closed"
+
+    async def send_input() -> None:
+        nonlocal sent
+        sent = await stream_source(source, session.send_audio, chunk_ms=chunk_ms,
+                                   start=origin, taps=user_taps, on_level=on_level)
+        input_done.set()
+        await stream_source(Silence(), session.send_audio, chunk_ms=chunk_ms,
+                            start=origin + sent / SAMPLE_RATE, taps=user_taps)
+
+    played = 0
+
+    async def play() -> None:
+        nonlocal played
+        played = await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
+                                    start=origin, taps=agent_taps, on_level=on_level)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send_input)
+        tg.start_soon(play)
+        events = session.events()
+        deadline = math.inf if max_duration is None else origin + max_duration
+        while True:
+            now = anyio.current_time()
+            if now >= deadline:
+                reason = "max_duration"
+                break
+            quiet = (state is AgentState.IDLE and input_done.is_set()
+                     and not session.client.playback.queued_samples)
+            if quiet and now - max(idle_since, origin) >= idle_timeout:
+                reason = "idle"
+                break
+            event: Event | None = None
+            with anyio.move_on_after(min(0.1, max(deadline - now, 0.0))):
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    break
+            if event is None:
+                continue
+            t = anyio.current_time() - origin
+            on_event(t, event)
+            if isinstance(event, AgentStateChanged):
+                state = event.state
+                idle_since = anyio.current_time()
+            if isinstance(event, ConnectionClosed):
+                break
+            if input_done.is_set() and state is AgentState.IDLE and idle_since < origin:
+                idle_since = anyio.current_time()
+        tg.cancel_scope.cancel()
+    if reason != "server_closed":
+        await session.aclose()
+        async for event in session.events():  # what arrived during the close handshake
+            on_event(anyio.current_time() - origin, event)
+    # Play out what is still buffered (a goodbye before the server's close), bounded.
+    end = anyio.current_time()
+    with anyio.move_on_after(drain_timeout):
+        while session.client.playback.queued_samples:
+            block = round(chunk_ms * SAMPLE_RATE / 1000)
+            played_now = await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
+                                            start=end, duration=block / SAMPLE_RATE,
+                                            taps=agent_taps)
+            played += played_now
+            end += block / SAMPLE_RATE
+    return Outcome(reason=reason, closed=session.closed, sent_samples=sent,
+                   played_samples=played)

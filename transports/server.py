@@ -1,0 +1,218 @@
+"""The serving side: accept WebSocket connections and run a server-role session on each.
+
+:func:`serve` listens on ``host:port`` and, for every connection, runs the WebSocket
+handshake (bounded by ``handshake_timeout``) and then ``await handler(session)`` with a
+:class:`ServerSession`. The built-in local agent is one such handler; tests write others::
+
+    async def handler(session: ServerSession) -> None:
+        async for event in session:
+            if isinstance(event, InitiateReceived):
+                session.server.send_ready("session-1")
+                await session.flush()
+
+    async with anyio.create_task_group() as tg:
+        address = await tg.start(serve, handler, "127.0.0.1", 0)
+        ...  # clients connect to address.url
+
+When the handler returns, the session is closed with 1000. A handler that raises is
+logged (logger ``transports.server``) and its connection closed with 1011; the server
+goes on. Cancelling :func:`serve` closes every open session with 1001. Connections that
+fail the handshake are closed without calling the handler.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
+
+from millis_proto import MillisError, MillisServer, RemoteProtocolError, ServerConnection
+from millis_proto.config import DEFAULT_MAX_MESSAGE_BYTES
+
+from ._errors import STREAM_ERRORS
+from ._queue import DEFAULT_MAX_QUEUED_EVENTS
+from ._session import (
+    DEFAULT_DISCONNECT_TIMEOUT,
+    WireSession,
+    check_timeout,
+    close_forcefully,
+    running,
+)
+
+__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "Handler", "ServerAddress", "ServerSession", "serve",
+           "serve_stream"]
+
+_log = logging.getLogger(__name__)
+
+#: Default bound of the TLS + WebSocket opening handshake of an accepted connection.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+
+class ServerSession(WireSession):
+    """One client connection, server role; what a :data:`Handler` is given.
+
+    Queue messages with the :attr:`server` machine's ``send_*`` methods, then ``await
+    flush()`` to write them. Read the client's events (``InitiateReceived``,
+    ``ClientAudio``, ``ClientPing`` — already answered with a ``pong`` —, ``ClientMessage``,
+    ``BadMessage``, …) with ``async for event in session``; the last one is
+    ``ConnectionClosed`` and iteration then stops, whatever the close code.
+    """
+
+    def __init__(
+        self,
+        conn: ServerConnection,
+        stream: anyio.abc.ByteStream,
+        *,
+        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    ) -> None:
+        super().__init__(
+            conn,
+            stream,
+            disconnect_timeout=disconnect_timeout,
+            max_queued_events=max_queued_events,
+        )
+        #: The core's wire connection.
+        self.connection = conn
+        #: The core's server machine: call its ``send_*`` methods, then :meth:`flush`.
+        self.server: MillisServer = conn.server
+
+    @property
+    def path(self) -> str | None:
+        """The request path of the WebSocket handshake."""
+        return self.connection.path
+
+    async def flush(self) -> None:
+        """Write everything the server machine has queued, in order.
+
+        A failing write ends the session (``ConnectionClosed`` with 1006) instead of
+        raising; sending after the end raises the core's ``LocalProtocolError``.
+        """
+        await self._push()
+
+
+#: A session handler: called once per connection, after the WebSocket handshake.
+Handler = Callable[[ServerSession], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where :func:`serve` listens; given to ``task_status.started``."""
+
+    host: str
+    port: int
+    secure: bool
+
+    @property
+    def url(self) -> str:
+        """The ``ws://`` / ``wss://`` URL of the listener (path ``/millis``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}/millis"
+
+
+async def serve(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    task_status: anyio.abc.TaskStatus[ServerAddress] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve Millis sessions on ``host:port`` until cancelled (``port=0``: any free port).
+
+    With ``ssl_context`` (a server-side context holding the certificate) connections are
+    TLS. ``task_status.started`` receives the :class:`ServerAddress`, so
+    ``await task_group.start(serve, handler)`` returns once clients can connect.
+    Raises ``OSError`` if the address cannot be bound.
+    """
+    check_timeout(handshake_timeout, "handshake_timeout")
+    check_timeout(disconnect_timeout, "disconnect_timeout")
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    async with listener:
+        bound = listener.extra(SocketAttribute.local_port)
+        task_status.started(ServerAddress(host=host, port=bound, secure=ssl_context is not None))
+        await listener.serve(
+            functools.partial(
+                serve_stream,
+                handler=handler,
+                ssl_context=ssl_context,
+                handshake_timeout=handshake_timeout,
+                disconnect_timeout=disconnect_timeout,
+                max_message_bytes=max_message_bytes,
+                max_queued_events=max_queued_events,
+            )
+        )
+
+
+async def serve_stream(
+    stream: anyio.abc.ByteStream,
+    handler: Handler,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+) -> None:
+    """Run one server session over an accepted stream: handshake, handler, close.
+
+    Used by :func:`serve` for each connection and by the in-memory transport. Connection
+    problems never raise; the stream is always closed on return.
+    """
+    session: ServerSession | None = None
+    try:
+        with anyio.fail_after(handshake_timeout):
+            if ssl_context is not None:
+                stream = await TLSStream.wrap(
+                    stream, server_side=True, ssl_context=ssl_context, standard_compatible=True
+                )
+            session = ServerSession(
+                ServerConnection(max_message_bytes=max_message_bytes),
+                stream,
+                disconnect_timeout=disconnect_timeout,
+                max_queued_events=max_queued_events,
+            )
+            await session._open()
+    except RemoteProtocolError:
+        pass  # the core queued a 400 response; the close below writes it
+    except (TimeoutError, *STREAM_ERRORS):
+        await close_forcefully(stream)
+        return
+    if session is None or not session._connected:
+        if session is not None:
+            await session._close_transport()
+        else:
+            await close_forcefully(stream)
+        return
+    async with running(session):
+        await _run_handler(session, handler)
+
+
+async def _run_handler(session: ServerSession, handler: Handler) -> None:
+    code, reason = 1000, ""
+    try:
+        await handler(session)
+    except anyio.get_cancelled_exc_class():
+        code, reason = 1001, "the server is shutting down"
+        raise
+    except MillisError:
+        if session.closed is None:
+            _log.exception("Millis session handler failed; closing the connection with 1011")
+            code, reason = 1011, "internal server error"
+        # else: it sent after the client had gone — the normal end of a session
+    except Exception:
+        _log.exception("Millis session handler failed; closing the connection with 1011")
+        code, reason = 1011, "internal server error"
+    finally:
+        await session.aclose(code, reason)
