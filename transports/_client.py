@@ -38,7 +38,7 @@ from millis_proto.config import DEFAULT_MAX_MESSAGE_BYTES
 from millis_proto.pcm import Buffer
 
 from ._errors import STREAM_ERRORS, connect_failure, redact, sentence
-from ._queue import DEFAULT_MAX_QUEUED_EVENTS
+from ._queue import DEFAULT_MAX_QUEUED_EVENTS, check_count
 from ._session import (
     DEFAULT_DISCONNECT_TIMEOUT,
     WireSession,
@@ -54,7 +54,6 @@ __all__ = [
     "OpenStream",
     "client_ssl_context",
     "open_client",
-    "open_session",
 ]
 
 #: Default bound of TCP connect + TLS handshake + WebSocket handshake, in seconds.
@@ -210,9 +209,8 @@ class ClientSession(WireSession):
         where = f"{endpoint.host}:{endpoint.port}"
         if self._rejection is not None:
             status = self._rejection.status_code
-            quote = " ".join(
-                self._rejection.body.decode("utf-8", "replace").split()
-            )[:_REJECT_QUOTE_CHARS]
+            body = self._rejection.body.decode("utf-8", "replace")
+            quote = " ".join(body.split())[:_REJECT_QUOTE_CHARS]
             return ConnectionFailed(
                 f"The server at {where} rejected the WebSocket handshake with HTTP {status}"
                 + (f" ({quote})." if quote else "."),
@@ -281,11 +279,13 @@ async def open_client(
     endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
     check_timeout(connect_timeout, "connect_timeout")
     check_timeout(disconnect_timeout, "disconnect_timeout")
+    check_count(max_queued_events, "max_queued_events")
+    check_count(max_message_bytes, "max_message_bytes")
     context = client_ssl_context(endpoint, cafile, ssl_context)
     conn = ClientConnection(
         MillisClient(request, config), endpoint, max_message_bytes=max_message_bytes
     )
-    session = await open_session(
+    session = await _open_session(
         conn,
         lambda: open_stream(endpoint, context),
         connect_timeout=connect_timeout,
@@ -296,7 +296,7 @@ async def open_client(
         yield session
 
 
-async def open_session(
+async def _open_session(
     conn: ClientConnection,
     open_stream: Callable[[], Awaitable[anyio.abc.ByteStream]],
     *,

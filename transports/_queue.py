@@ -24,11 +24,17 @@ import anyio
 
 from millis_proto import ConfigError, Event
 
-__all__ = ["DEFAULT_MAX_QUEUED_EVENTS", "EventQueue", "EventsDropped"]
+__all__ = ["DEFAULT_MAX_QUEUED_EVENTS", "EventQueue", "EventsDropped", "check_count"]
 
 #: Default bound of events waiting for the application. Agent audio arrives faster than
 #: real time in 20-40 ms frames, so this holds a long answer's worth of ``AgentAudio``.
 DEFAULT_MAX_QUEUED_EVENTS = 4096
+
+
+def check_count(value: int, name: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,8 +57,7 @@ class EventQueue:
     """
 
     def __init__(self, max_events: int = DEFAULT_MAX_QUEUED_EVENTS) -> None:
-        if not isinstance(max_events, int) or max_events < 1:
-            raise ConfigError("max_queued_events must be a positive integer.")
+        check_count(max_events, "max_queued_events")
         self.max_events = max_events
         self._events: deque[Event] = deque()
         self._unreported = 0  # dropped, not yet announced by an EventsDropped

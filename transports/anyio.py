@@ -29,7 +29,7 @@ from ._client import ClientSession, ConnectOptions, open_client
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["EU_WEST", "US_WEST", "ClientSession", "ConnectOptions", "connect"]
+__all__ = ["EU_WEST", "US_WEST", "ClientSession", "ConnectOptions", "connect", "connect_stream"]
 
 
 def connect(
@@ -42,9 +42,30 @@ def connect(
     return open_client(url, request, _open_stream, **options)
 
 
-async def _open_stream(
-    endpoint: Endpoint, context: ssl.SSLContext | None
-) -> anyio.abc.ByteStream:
+def connect_stream(
+    stream: anyio.abc.ByteStream,
+    request: StartRequest,
+    *,
+    url: str | Endpoint = "ws://millis.local/millis",
+    **options: Unpack[ConnectOptions],
+) -> AbstractAsyncContextManager[ClientSession]:
+    """Run a Millis session over a byte stream that is already connected.
+
+    For in-memory pipes (:mod:`transports.memory`), proxies and tests. The stream is used
+    as it is — wrap it in TLS first if it needs TLS — and ``url`` only fills the handshake's
+    ``Host`` header and path. Options, session and errors as for :func:`connect`; the
+    stream is closed when the session ends.
+    """
+
+    async def already_open(
+        endpoint: Endpoint, context: ssl.SSLContext | None
+    ) -> anyio.abc.ByteStream:
+        return stream
+
+    return open_client(url, request, already_open, **options)
+
+
+async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> anyio.abc.ByteStream:
     if context is None:
         return await anyio.connect_tcp(endpoint.host, endpoint.port)
     # tls_standard_compatible: a peer that vanishes without close_notify is reported as a

@@ -65,14 +65,16 @@ async def run_conversation(
     origin = anyio.current_time()
     sent = 0
     input_done = anyio.Event()
+    input_done_at = math.inf
     state = AgentState.IDLE
     idle_since = origin
     reason = "server_closed"
 
     async def send_input() -> None:
-        nonlocal sent
+        nonlocal sent, input_done_at
         sent = await stream_source(source, session.send_audio, chunk_ms=chunk_ms,
                                    start=origin, taps=user_taps, on_level=on_level)
+        input_done_at = anyio.current_time()
         input_done.set()
         await stream_source(Silence(), session.send_audio, chunk_ms=chunk_ms,
                             start=origin + sent / SAMPLE_RATE, taps=user_taps)
@@ -96,7 +98,8 @@ async def run_conversation(
                 break
             quiet = (state is AgentState.IDLE and input_done.is_set()
                      and not session.client.playback.queued_samples)
-            if quiet and now - max(idle_since, origin) >= idle_timeout:
+            # Idle counts from the later of the input's end and the agent's last change.
+            if quiet and now - max(idle_since, input_done_at) >= idle_timeout:
                 reason = "idle"
                 break
             event: Event | None = None
@@ -114,8 +117,6 @@ async def run_conversation(
                 idle_since = anyio.current_time()
             if isinstance(event, ConnectionClosed):
                 break
-            if input_done.is_set() and state is AgentState.IDLE and idle_since < origin:
-                idle_since = anyio.current_time()
         tg.cancel_scope.cancel()
     if reason != "server_closed":
         await session.aclose()

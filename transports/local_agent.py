@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -175,3 +176,53 @@ class Conversation:
     events: list[Event] = field(default_factory=list)
     played: bytes = b""
     session_id: str | None = None
+
+
+def converse(
+    user_audio: bytes | str | Path,
+    *,
+    scenario: str | Path | None = None,
+    request: StartRequest = LOCAL_REQUEST,
+    config: ClientConfig | None = None,
+    virtual: bool = True,
+    idle_timeout: float = 2.0,
+    max_duration: float = 120.0,
+) -> Conversation:
+    """Hold one conversation with the local agent in this process and return what happened.
+
+    ``user_audio`` is 16 kHz mono s16le PCM, or the path of any audio file. With
+    ``virtual`` (the default) the run uses trio's ``MockClock``: faster than real time and
+    byte-identical every run. Raises what the session raises (``MillisError`` family).
+    """
+    import trio
+    import trio.testing
+
+    from audio_backends import MemorySink, MemorySource
+
+    from .conversation import run_conversation
+    from .memory import connect_in_memory
+
+    conversation = Conversation()
+
+    async def main() -> None:
+        setup = load_setup(scenario)
+        source: Any
+        if isinstance(user_audio, bytes):
+            source = MemorySource(user_audio)
+        else:
+            from audio_backends import FileSource
+
+            source = FileSource(user_audio)
+        sink = MemorySink()
+        with source, sink:
+            async with connect_in_memory(agent_handler(setup), request, config=config) as s:
+                await run_conversation(
+                    s, source, sink, on_event=lambda t, e: conversation.events.append(e),
+                    idle_timeout=idle_timeout, max_duration=max_duration,
+                )
+                conversation.session_id = s.session_id
+        conversation.played = sink.pcm
+
+    clock = trio.testing.MockClock(autojump_threshold=0) if virtual else None
+    trio.run(main, clock=clock)
+    return conversation

@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from millis_proto import ClientConfig, ClientConnection, MillisClient, StartRequest
-from millis_proto.config import DEFAULT_MAX_MESSAGE_BYTES
+from millis_proto import StartRequest
 
-from ._client import ClientSession, open_session
-from ._queue import DEFAULT_MAX_QUEUED_EVENTS
-from ._session import DEFAULT_DISCONNECT_TIMEOUT, background, check_timeout, running
-from .server import Handler, serve_stream
+from ._client import ClientSession, ConnectOptions
+from ._session import DEFAULT_DISCONNECT_TIMEOUT, background
+from .anyio import connect_stream
+from .server import DEFAULT_HANDSHAKE_TIMEOUT, Handler, serve_stream
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_BUFFERED_WRITES",
@@ -98,22 +101,17 @@ async def connect_in_memory(
     handler: Handler,
     request: StartRequest,
     *,
-    config: ClientConfig | None = None,
-    connect_timeout: float = 10.0,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    **options: Unpack[ConnectOptions],
 ) -> AsyncIterator[ClientSession]:
     """A client session talking to ``handler`` (a server handler) in this process.
 
-    The same :class:`ClientSession` as over a socket. On the way out the client closes,
-    the server side gets ``disconnect_timeout`` to finish, then is cancelled.
+    The same :class:`ClientSession` as over a socket; ``options`` as for
+    :func:`transports.trio.connect` (the TLS ones excepted). On the way out the client
+    closes, the server side gets ``disconnect_timeout`` to finish, then is cancelled.
     """
-    check_timeout(connect_timeout, "connect_timeout")
     client_stream, server_stream = memory_stream_pair()
-    conn = ClientConnection(
-        MillisClient(request, config), MEMORY_URL, max_message_bytes=max_message_bytes
-    )
+    disconnect_timeout = options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT)
     server_done = anyio.Event()
 
     async def run_server() -> None:
@@ -121,31 +119,18 @@ async def connect_in_memory(
             await serve_stream(
                 server_stream,
                 handler,
-                handshake_timeout=connect_timeout,
+                handshake_timeout=handshake_timeout,
                 disconnect_timeout=disconnect_timeout,
-                max_message_bytes=max_message_bytes,
-                max_queued_events=max_queued_events,
             )
         finally:
             server_done.set()
 
-    async def open_stream() -> anyio.abc.ByteStream:
-        return client_stream
-
     async with background() as group:
         group.start_soon(run_server)
         try:
-            session = await open_session(
-                conn,
-                open_stream,
-                connect_timeout=connect_timeout,
-                disconnect_timeout=disconnect_timeout,
-                max_queued_events=max_queued_events,
-            )
-            async with running(session):
+            async with connect_stream(client_stream, request, url=MEMORY_URL, **options) as session:
                 yield session
             with anyio.move_on_after(disconnect_timeout, shield=True):
                 await server_done.wait()
         finally:
             group.cancel_scope.cancel()
-

@@ -46,8 +46,14 @@ from ._session import (
     running,
 )
 
-__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "Handler", "ServerAddress", "ServerSession", "serve",
-           "serve_stream"]
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "Handler",
+    "ServerAddress",
+    "ServerSession",
+    "serve",
+    "serve_stream",
+]
 
 _log = logging.getLogger(__name__)
 

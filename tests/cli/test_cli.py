@@ -1,0 +1,153 @@
+"""The real ``millis-proto`` command in subprocesses: demo, talk, serve, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+EXE = str(Path(sys.executable).with_name("millis-proto"))
+DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav"
+
+
+def run(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CI": "true"}
+    env.pop("MILLIS_PUBLIC_KEY", None)
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env=env, check=False, **kw)  # type: ignore[call-overload]
+
+
+def read_events(path: Path) -> list[dict[str, object]]:
+    lines = path.read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    assert all(isinstance(e["t"], (int, float)) and isinstance(e["event"], str) for e in events)
+    return events
+
+
+def test_demo_fast_writes_reply_and_events(tmp_path: Path) -> None:
+    proc = run("demo", "--fast", "--plain", "--out-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "reply.wav" in proc.stdout and "events.jsonl" in proc.stdout
+    audio, rate = sf.read(tmp_path / "reply.wav", dtype="int16")
+    assert rate == 16000 and audio.ndim == 1
+    loud = np.nonzero(np.abs(audio) > 100)[0]
+    assert len(loud) > 16000  # more than a second of agent speech
+    events = read_events(tmp_path / "events.jsonl")
+    names = [e["event"] for e in events]
+    for needed in ("onready", "start_answering", "ontranscript", "onfunction",
+                   "onresponsetext", "latency", "agent_state", "level", "onsessionended",
+                   "closed", "finished"):
+        assert needed in names, needed
+    call = next(e for e in events if e["event"] == "onfunction")
+    assert call["function"] == "get_weather" and call["params"] == {"city": "Paris"}
+    # the answer starts after the user finished speaking (time-aligned output)
+    first = loud[0] / 16000
+    assert first > sf.info(str(DEMO_WAV)).duration - 0.5
+    assert events == sorted(events, key=lambda e: e["t"])  # type: ignore[arg-type,return-value]
+
+
+def test_talk_fast_is_byte_identical_every_run(tmp_path: Path) -> None:
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"out{i}.wav"
+        rec = tmp_path / f"rec{i}.wav"
+        proc = run("talk", "--fast", "--plain", "--input", str(DEMO_WAV), "--output", str(out),
+                   "--record", str(rec), "--events", str(tmp_path / f"ev{i}.jsonl"))
+        assert proc.returncode == 0, proc.stderr
+        outs.append((out.read_bytes(), rec.read_bytes()))
+    assert outs[0] == outs[1]
+    stereo, rate = sf.read(tmp_path / "rec0.wav", dtype="int16")
+    assert stereo.shape[1] == 2 and rate == 16000
+    user, _ = sf.read(DEMO_WAV, dtype="int16")
+    assert np.array_equal(stereo[: len(user), 0], user)  # the left channel is what we sent
+    echo, _ = sf.read(tmp_path / "out0.wav", dtype="int16")
+    n = min(len(echo), len(stereo))
+    assert np.array_equal(stereo[:n, 1], echo[:n])  # the right channel is what was played
+
+
+def test_talk_against_serve_over_loopback(tmp_path: Path) -> None:
+    short = tmp_path / "hello.wav"
+    speech, _ = sf.read(DEMO_WAV, dtype="int16")
+    sf.write(short, speech[: 16000 * 2], 16000, subtype="PCM_16")
+    server = subprocess.Popen([EXE, "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        url = re.search(r"(ws://\S+)", first)
+        assert url, first
+        proc = run("talk", "--endpoint", url.group(1), "--plain", "--input", str(short),
+                   "--output", str(tmp_path / "out.wav"), "--events",
+                   str(tmp_path / "ev.jsonl"), "--idle-timeout", "1", "--max-duration", "20",
+                   "--public-key", "pk-SECRET-42", "--agent-id", "a")
+        assert proc.returncode == 0, proc.stderr
+        events = read_events(tmp_path / "ev.jsonl")
+        names = [e["event"] for e in events]
+        assert "onready" in names and "ontranscript" in names
+        finished = next(e for e in events if e["event"] == "finished")
+        assert finished["reason"] == "idle"
+        echo, _ = sf.read(tmp_path / "out.wav", dtype="int16")
+        assert np.abs(echo).max() > 1000  # the echo agent played our speech back
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=10)
+    assert "initiate" in out and "onready" not in out or "session 1" in out
+    assert "pk-SECRET-42" not in out  # the server's log redacts the key
+    assert "***" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "fragment"),
+    [
+        (["talk", "--input", "/nonexistent.wav", "--output", "o.wav"], 1, "/nonexistent.wav"),
+        (["talk", "--input", "BAD", "--output", "o.wav"], 1, "BAD"),
+        (["talk", "--metadata", "[1]", "--input", "x.wav"], 2, "--metadata"),
+        (["talk", "--agent-config", "cfg.json", "--input", "x.wav"], 2, "agent_config.prompt"),
+        (["talk", "--endpoint", "ws://127.0.0.1:1/millis", "--public-key", "pk-SECRET-42",
+          "--agent-id", "a", "--input", "DEMO", "--output", "o.wav"], 1, "refused"),
+        (["talk", "--endpoint", "wss://example.invalid/millis", "--public-key",
+          "pk-SECRET-42", "--agent-id", "a", "--input", "DEMO", "--output", "o.wav"], 1, ""),
+        (["talk", "--endpoint", "http://x", "--input", "DEMO"], 2, "wss://"),
+        (["talk", "--endpoint", "wss://api.example.com/millis", "--input", "DEMO"], 2,
+         "public key"),
+    ],
+)
+def test_errors_are_one_sentence_without_traceback(tmp_path: Path, args: list[str],
+                                                   status: int, fragment: str) -> None:
+    (tmp_path / "BAD").write_bytes(b"this is not audio at all" * 10)
+    (tmp_path / "cfg.json").write_text('{"prompt": 5}')
+    args = [str(DEMO_WAV) if a == "DEMO" else a for a in args]
+    proc = run(*args, timeout=60, cwd=tmp_path)
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("millis-proto: "), proc.stderr
+    assert fragment in lines[0]
+    assert "pk-SECRET-42" not in proc.stderr + proc.stdout
+
+
+def test_events_file_is_complete_after_a_refused_connection(tmp_path: Path) -> None:
+    proc = run("talk", "--endpoint", "ws://127.0.0.1:1/millis", "--agent-id", "a",
+               "--input", str(DEMO_WAV), "--output", str(tmp_path / "o.wav"),
+               "--events", str(tmp_path / "e.jsonl"), cwd=tmp_path)
+    assert proc.returncode == 1
+    events = read_events(tmp_path / "e.jsonl")
+    assert events[-1]["event"] == "error"
+    info = sf.info(str(tmp_path / "o.wav"))  # a valid (empty) WAV even so
+    assert info.samplerate == 16000
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_help_lists_commands() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0
+    for cmd in ("talk", "serve", "demo", "devices"):
+        assert cmd in proc.stdout
