@@ -1,7 +1,8 @@
 """Microphone and speaker through sounddevice (PortAudio).
 
 Devices run at their own rate: many USB microphones reject 16 kHz, so both directions open
-the device at its native (default) rate and resample at this edge (:mod:`.convert`).
+the device at its native (default) rate and resample at this edge (:mod:`.convert`, with
+the steady low-latency preset :data:`~.convert.LIVE_RESAMPLER_QUALITY`).
 A device is chosen by index, by name (case-insensitive, a unique part is enough) or left
 to the system default; :func:`list_devices` shows what there is.
 
@@ -33,7 +34,13 @@ from ._base import CloseOnExit
 from .errors import AudioDeviceError, MissingExtraError
 
 try:
-    from .convert import FloatArray, Resampler, StreamConverter, pcm_to_float
+    from .convert import (
+        LIVE_RESAMPLER_QUALITY,
+        FloatArray,
+        Resampler,
+        StreamConverter,
+        pcm_to_float,
+    )
 except ImportError as exc:  # the optional extra is not installed
     raise MissingExtraError.for_module(
         "microphone and speaker support", exc.name, "devices"
@@ -186,7 +193,7 @@ class CaptureQueue:
 
     def __init__(self, sample_rate: float, max_blocks: int) -> None:
         self._blocks: deque[FloatArray] = deque(maxlen=max(1, max_blocks))
-        self._converter = StreamConverter(sample_rate)
+        self._converter = StreamConverter(sample_rate, LIVE_RESAMPLER_QUALITY)
         self._pcm = bytearray()
         self._closed = False
         self._flushed = False
@@ -244,7 +251,7 @@ class PlaybackQueue:
         prebuffer_s: float = PLAYBACK_PREBUFFER_S,
     ) -> None:
         self.channels = channels
-        self._resampler = Resampler(SAMPLE_RATE, sample_rate)
+        self._resampler = Resampler(SAMPLE_RATE, sample_rate, LIVE_RESAMPLER_QUALITY)
         self._max_frames = round(max_buffer_s * sample_rate)
         self._prebuffer = round(prebuffer_s * sample_rate)
         self._blocks: deque[tuple[FloatArray, int]] = deque()

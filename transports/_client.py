@@ -175,7 +175,8 @@ class ClientSession(WireSession):
 
         The core's ``pull_playback`` with the event loop's clock as ``now``; the events it
         reports (``PlaybackLatency``, ``PlaybackFinished``) join the event stream at once.
-        Still works after the session ended, so a goodbye can be played out.
+        Still works after the session ended, so a goodbye can be played out (the event
+        stream has finished by then, so those events are not delivered).
         """
         chunk = self.client.pull_playback(n_samples, self._now())
         self._pump()

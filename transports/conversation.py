@@ -16,15 +16,17 @@ from dataclasses import dataclass
 
 import anyio
 
-from millis_proto import AgentState, AgentStateChanged, ConnectionClosed, Event, SAMPLE_RATE
-
 from audio_backends.levels import AudioLevel
 from audio_backends.pacing import play_to_sink, stream_source
 from audio_backends.protocols import AudioSink, AudioSource, LiveAudioSource
+from millis_proto import SAMPLE_RATE, AgentState, AgentStateChanged, ConnectionClosed, Event
 
 from ._client import ClientSession
 
 __all__ = ["Outcome", "Silence", "run_conversation"]
+
+#: Longest a single audio write may hold up the end of a conversation.
+WRITE_SHIELD_SECONDS = 5.0
 
 
 class Silence:
@@ -70,13 +72,19 @@ async def run_conversation(
     idle_since = origin
     reason = "server_closed"
 
+    async def send(pcm: bytes) -> None:
+        # Stopping the conversation cancels this task; a write cut part-way would break
+        # the session (half a frame on the wire), so each write finishes, bounded.
+        with anyio.move_on_after(WRITE_SHIELD_SECONDS, shield=True):
+            await session.send_audio(pcm)
+
     async def send_input() -> None:
         nonlocal sent, input_done_at
-        sent = await stream_source(source, session.send_audio, chunk_ms=chunk_ms,
+        sent = await stream_source(source, send, chunk_ms=chunk_ms,
                                    start=origin, taps=user_taps, on_level=on_level)
         input_done_at = anyio.current_time()
         input_done.set()
-        await stream_source(Silence(), session.send_audio, chunk_ms=chunk_ms,
+        await stream_source(Silence(), send, chunk_ms=chunk_ms,
                             start=origin + sent / SAMPLE_RATE, taps=user_taps)
 
     played = 0

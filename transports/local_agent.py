@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -116,7 +116,7 @@ def _speak(exe: str, text: str) -> bytes | None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speech.wav"
-        proc = subprocess.run(  # noqa: S603 - fixed executable, text passed as one argument
+        proc = subprocess.run(
             [exe, "-w", str(out), "--", text], capture_output=True, timeout=30, check=False
         )
         if proc.returncode != 0 or not out.exists():
@@ -151,7 +151,7 @@ def load_setup(scenario_path: str | Path | None = None, *, speak: bool = True) -
         from millis_proto import ConfigError
 
         raise ConfigError(f"scenario {path}: cannot read it ({exc.strerror}).") from None
-    fmt = "toml" if path.suffix.lower() == ".toml" else "json"
+    fmt: Literal["json", "toml"] = "toml" if path.suffix.lower() == ".toml" else "json"
     scenario: Scenario = load_scenario(text, fmt)
     clips: dict[str, bytes] = {}
     for clip in scenario.audio_paths():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import numpy as np
@@ -25,8 +25,8 @@ from millis_proto import MillisClient, PlaybackChunk, StartRequest
 RATE = 16_000
 
 
-def _virtual(main: Callable[[], object]) -> None:
-    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))  # type: ignore[arg-type]
+def _virtual(main: Callable[[], Awaitable[object]]) -> None:
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def _silence_pull(n: int) -> PlaybackChunk:
@@ -81,24 +81,22 @@ def test_play_to_sink_catches_up_after_a_stall_and_keeps_the_timeline() -> None:
         pulls.append(trio.current_time())
         return _silence_pull(n)
 
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
     async def main() -> None:
         t0 = trio.current_time()
-        clock_jump_at = t0 + 0.0505
         sink = MemorySink()
 
-        async def jump() -> None:
-            await trio.sleep_until(clock_jump_at)
-            # Hold the loop for 100 ms of virtual time without yielding: a stall.
-            clock = trio.lowlevel.current_clock()
-            assert isinstance(clock, trio.testing.MockClock)
-            clock.jump(0.1)
+        async def stall() -> None:
+            await trio.sleep_until(t0 + 0.0505)
+            clock.jump(0.1)  # 100 ms pass without the loop running anything: a stall
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(jump)
+            nursery.start_soon(stall)
             await play_to_sink(pull, sink, start=t0, duration=0.2)
         assert sink.written_samples == 0.2 * RATE
 
-    _virtual(main)
+    trio.run(main, clock=clock)
     assert len(pulls) == 10
     late = [round(t, 4) for t in pulls]
     # Blocks due at 0.06, 0.08, 0.10, 0.12, 0.14 come at once after the stall (0.1505) …

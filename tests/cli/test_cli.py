@@ -99,7 +99,7 @@ def test_talk_against_serve_over_loopback(tmp_path: Path) -> None:
     finally:
         server.terminate()
         out, _ = server.communicate(timeout=10)
-    assert "initiate" in out and "onready" not in out or "session 1" in out
+    assert ("initiate" in out and "onready" not in out) or "session 1" in out
     assert "pk-SECRET-42" not in out  # the server's log redacts the key
     assert "***" in out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 import trio
 import trio.testing
 from transport_helpers import is_a, read_events
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from millis_proto import (
     AnswerLatency,
@@ -18,13 +21,16 @@ from millis_proto import (
     ConnectionClosed,
     Event,
     InitiateReceived,
+    LocalProtocolError,
     Ready,
     ResponseText,
+    ServerConnection,
     StartRequest,
     Transcript,
     event_to_dict,
 )
 from transports import EventsDropped
+from transports.anyio import connect_stream
 from transports.memory import connect_in_memory, memory_stream_pair
 from transports.server import ServerSession
 
@@ -42,28 +48,32 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return "asyncio" if request.param == "asyncio" else _virtual()
 
 
-async def agent(session: ServerSession) -> None:
-    """A tiny scripted agent: ready after 30 s of thinking; answers ``say`` after 250 ms."""
-    async for event in session:
-        if isinstance(event, InitiateReceived):
-            await anyio.sleep(30)
-            session.server.send_ready("mem-1")
-            await session.flush()
-        elif isinstance(event, ClientMessage) and event.method == "say":
-            session.server.send_transcript(str(event.data), is_final=True)
-            session.server.send_start_answering()
-            await session.flush()
-            await anyio.sleep(0.25)
-            for _ in range(5):
-                session.server.send_audio(FRAME)
-            session.server.send_response_text("done", is_final=True)
-            await session.flush()
+def make_agent(think: float) -> Any:
+    """A tiny scripted agent: ready after ``think`` s; answers ``say`` after 250 ms."""
+
+    async def agent(session: ServerSession) -> None:
+        async for event in session:
+            if isinstance(event, InitiateReceived):
+                await anyio.sleep(think)
+                session.server.send_ready("mem-1")
+                await session.flush()
+            elif isinstance(event, ClientMessage) and event.method == "say":
+                session.server.send_transcript(str(event.data), is_final=True)
+                session.server.send_start_answering()
+                await session.flush()
+                await anyio.sleep(0.25)
+                for _ in range(5):
+                    session.server.send_audio(FRAME)
+                session.server.send_response_text("done", is_final=True)
+                await session.flush()
+
+    return agent
 
 
-async def converse(request: StartRequest) -> tuple[list[Event], float]:
-    """One conversation with :func:`agent`; returns the events and the time it took."""
+async def converse(request: StartRequest, think: float = 0) -> tuple[list[Event], float]:
+    """One conversation with the agent; returns the events and the time it took."""
     started = anyio.current_time()
-    async with connect_in_memory(agent, request) as session:
+    async with connect_in_memory(make_agent(think), request) as session:
         events = await read_events(session, is_a(Ready), timeout=60)
         await session.send_message("say", "hello")
         events += await read_events(session, is_a(ResponseText), timeout=60)
@@ -87,8 +97,8 @@ async def test_virtual_time_runs_are_instant_and_deterministic(
     """Under trio's MockClock, 30 s of agent thinking take no real time, latencies are
     exact, and two runs produce the very same events."""
     wall = time.monotonic()
-    first, took = await converse(start_request)
-    second, _ = await converse(start_request)
+    first, took = await converse(start_request, think=30)
+    second, _ = await converse(start_request, think=30)
     assert time.monotonic() - wall < 5
     assert took >= 30.25
     latency = next(e for e in first if isinstance(e, AnswerLatency))
@@ -118,25 +128,27 @@ async def test_slow_reader_gets_the_newest_events(start_request: StartRequest) -
 async def test_unanswered_close_is_bounded_by_the_disconnect_timeout(
     start_request: StartRequest,
 ) -> None:
-    """A server that stops reading: our close gives up after disconnect_timeout (virtual
-    seconds here) and the session still ends as our own, normal close."""
+    """A peer that stops reading after the handshake: our close gives up after
+    disconnect_timeout (virtual seconds here) and still ends as our own, normal close."""
+    client_end, server_end = memory_stream_pair()
 
-    async def deaf(session: ServerSession) -> None:
-        async for event in session:
-            if isinstance(event, Ready | InitiateReceived):
-                session.server.send_ready("deaf")
-                await session.flush()
-                session._stop_reader()  # stop reading: our close frame is never answered
-                await anyio.sleep_forever()
+    async def deaf_peer() -> None:
+        conn = ServerConnection()
+        while not conn.is_open:
+            conn.receive_data(await server_end.receive(), anyio.current_time())
+        conn.server.send_ready("deaf")
+        await server_end.send(conn.data_to_send())
+        await anyio.sleep_forever()  # never reads again
 
-    async with connect_in_memory(deaf, start_request, disconnect_timeout=3) as session:
-        await read_events(session, is_a(Ready))
-        before = trio.current_time()
-        await session.aclose()
-        assert trio.current_time() - before == pytest.approx(3)
-    assert session.closed == ConnectionClosed(
-        code=1000, reason="", initiator=CloseInitiator.LOCAL
-    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(deaf_peer)
+        async with connect_stream(client_end, start_request, disconnect_timeout=3) as session:
+            await read_events(session, is_a(Ready))
+            before = trio.current_time()
+            await session.aclose()
+            assert trio.current_time() - before == pytest.approx(3)
+        group.cancel_scope.cancel()
+    assert session.closed == ConnectionClosed(code=1000, reason="", initiator=CloseInitiator.LOCAL)
 
 
 async def test_memory_stream_pair_behaves_like_a_socket() -> None:
@@ -168,3 +180,40 @@ async def test_closing_wakes_a_waiting_reader() -> None:
         await anyio.wait_all_tasks_blocked()
         await left.aclose()
     assert outcome == [anyio.ClosedResourceError]
+
+
+async def test_a_ping_after_our_close_is_not_answered(start_request: StartRequest) -> None:
+    """trio-websocket #184: a ping that crosses our close frame gets no pong (it would be
+    a protocol violation), the close completes, and sending afterwards raises a typed
+    error rather than a raw wsproto one (#175)."""
+    client_end, server_end = memory_stream_pair()
+    after_close = bytearray()
+
+    async def raw_peer() -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            ws.receive_data(await server_end.receive())
+            for event in ws.events():
+                if isinstance(event, Request):
+                    ready = '{"method": "onready", "payload": {"session_id": "raw"}}'
+                    await server_end.send(
+                        ws.send(AcceptConnection()) + ws.send(TextMessage(data=ready))
+                    )
+                elif isinstance(event, CloseConnection):
+                    # wsproto refuses to ping now, so the frame is written by hand
+                    late_ping = b"\x89\x04late"  # FIN + ping, unmasked, 4 bytes
+                    await server_end.send(late_ping + ws.send(event.response()))
+                    with contextlib.suppress(anyio.EndOfStream):
+                        while True:
+                            after_close.extend(await server_end.receive())
+                    return
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(raw_peer)
+        async with connect_stream(client_end, start_request) as session:
+            await read_events(session, is_a(Ready))
+            await session.aclose()
+            with pytest.raises(LocalProtocolError):
+                await session.send_audio(FRAME)
+    assert after_close == b""
+    assert session.closed == ConnectionClosed(code=1000, reason="", initiator=CloseInitiator.LOCAL)

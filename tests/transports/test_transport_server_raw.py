@@ -34,9 +34,7 @@ async def _read_all(stream: Any) -> bytes:
 
 async def test_silent_client_is_dropped_after_the_handshake_timeout() -> None:
     async with anyio.create_task_group() as group:
-        address = await group.start(
-            functools.partial(serve, _never_called, handshake_timeout=0.2)
-        )
+        address = await group.start(functools.partial(serve, _never_called, handshake_timeout=0.2))
         async with await anyio.connect_tcp("127.0.0.1", address.port) as stream:
             assert await _read_all(stream) == b""  # closed without a word
         group.cancel_scope.cancel()

@@ -153,6 +153,18 @@ async def test_own_server_over_tls(connect: Any, start_request: Any, tls: Tls) -
     assert seen[-1] == ConnectionClosed(code=1000, reason="", initiator=CloseInitiator.REMOTE)
 
 
+async def test_tls_handshake_never_answered(
+    connect: Any, silent_listener: int, start_request: Any
+) -> None:
+    with pytest.raises(ConnectionFailed) as caught:
+        async with connect(
+            f"wss://127.0.0.1:{silent_listener}/millis", start_request, connect_timeout=0.3
+        ):
+            pytest.fail("connected to a server that never answered")
+    assert caught.value.kind is FailureKind.TIMEOUT
+    assert "TCP/TLS connection" in str(caught.value)
+
+
 async def test_tls_options_need_a_wss_url(connect: Any, start_request: Any, tls: Tls) -> None:
     with pytest.raises(ConfigError, match="wss://"):
         async with connect("ws://127.0.0.1:9/millis", start_request, cafile=tls.ca_file):

@@ -1,9 +1,10 @@
-"""``millis-proto talk`` and ``millis-proto demo``: one conversation, files written on every exit."""
+"""``millis-proto talk`` and ``demo``: one conversation, files valid on every way out."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, ExitStack
@@ -12,10 +13,9 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from millis_proto import ConfigError, Event, MillisError
-
 from audio_backends import AudioLevel, AudioSink, CallRecorder, WavSink
 from audio_backends.protocols import AudioSource, LiveAudioSource
+from millis_proto import ConfigError, Event, MillisError
 
 from .._client import ClientSession
 from ..conversation import run_conversation
@@ -71,8 +71,10 @@ def _run(args: argparse.Namespace, target: Target, *, input_path: str | None,
          output_path: str | None, events_path: str | None, record_path: str | None,
          scenario: str | None) -> int:
     clock = trio.testing.MockClock(autojump_threshold=0) if args.fast else None
-    return trio.run(_talk, args, target, input_path, output_path, events_path, record_path,
-                    scenario, clock=clock)
+    talk = functools.partial(_talk, args, target, input_path=input_path,
+                             output_path=output_path, events_path=events_path,
+                             record_path=record_path, scenario=scenario)
+    return trio.run(talk, clock=clock)
 
 
 def _open_source(stack: ExitStack, path: str | None, device: str | None) -> AudioSource | \
@@ -107,7 +109,7 @@ def _connect(target: Target, args: argparse.Namespace, scenario: str | None) -> 
     return trio_transport.connect(target.endpoint, target.request, cafile=args.cafile)
 
 
-async def _talk(args: argparse.Namespace, target: Target, input_path: str | None,
+async def _talk(args: argparse.Namespace, target: Target, *, input_path: str | None,
                 output_path: str | None, events_path: str | None, record_path: str | None,
                 scenario: str | None) -> int:
     with ExitStack() as stack:
