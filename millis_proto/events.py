@@ -297,7 +297,7 @@ class InitiateReceived(Event):
 
     name: ClassVar[str] = "initiate"
     request: Any  # StartRequest; typed as Any to keep events free of the config module
-    data: dict[str, Any]
+    data: dict[str, Any] = dataclasses.field(repr=False)  # holds the public key
 
 
 @dataclass(**_EVENT)

@@ -124,7 +124,8 @@ class WireSession:
 
         The last event of a session is always ``ConnectionClosed``. After it, a session
         that ended abnormally raises its error instead of returning ``None`` (see
-        :meth:`_terminal_error`); every later call does the same.
+        :meth:`_terminal_error`); every later call does the same. Cancel-safe: a call
+        cancelled while waiting takes no event with it.
         """
         event = await self._queue.get()
         if event is None:

@@ -19,7 +19,14 @@ import anyio
 from audio_backends.levels import AudioLevel
 from audio_backends.pacing import play_to_sink, stream_source
 from audio_backends.protocols import AudioSink, AudioSource, LiveAudioSource
-from millis_proto import SAMPLE_RATE, AgentState, AgentStateChanged, ConnectionClosed, Event
+from millis_proto import (
+    SAMPLE_RATE,
+    AgentState,
+    AgentStateChanged,
+    ConnectionClosed,
+    Event,
+    MillisError,
+)
 
 from ._client import ClientSession
 
@@ -80,19 +87,25 @@ async def run_conversation(
 
     async def send_input() -> None:
         nonlocal sent, input_done_at
-        sent = await stream_source(source, send, chunk_ms=chunk_ms,
-                                   start=origin, taps=user_taps, on_level=on_level)
-        input_done_at = anyio.current_time()
-        input_done.set()
-        await stream_source(Silence(), send, chunk_ms=chunk_ms,
-                            start=origin + sent / SAMPLE_RATE, taps=user_taps)
+        try:
+            sent = await stream_source(source, send, chunk_ms=chunk_ms,
+                                       start=origin, taps=user_taps, on_level=on_level)
+            input_done_at = anyio.current_time()
+            input_done.set()
+            await stream_source(Silence(), send, chunk_ms=chunk_ms,
+                                start=origin + sent / SAMPLE_RATE, taps=user_taps)
+        except MillisError:
+            # The session is closing or has ended (normally or not): stop sending. The
+            # event stream ends with ConnectionClosed, and the check after the loop
+            # raises the session's error if the end was abnormal.
+            return
 
-    played = 0
+    # Counted by the playback buffer: ``play`` is cancelled, so its return value is lost.
+    played_before = session.client.playback.played_samples
 
     async def play() -> None:
-        nonlocal played
-        played = await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
-                                    start=origin, taps=agent_taps, on_level=on_level)
+        await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
+                           start=origin, taps=agent_taps, on_level=on_level)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(send_input)
@@ -126,7 +139,12 @@ async def run_conversation(
             if isinstance(event, ConnectionClosed):
                 break
         tg.cancel_scope.cancel()
-    if reason != "server_closed":
+    if reason == "server_closed":
+        # None after a normal end; raises ConnectionLost / ConnectionClosedByServer /
+        # RemoteProtocolError otherwise (outside the task group, so it is not wrapped in
+        # an exception group; the buffered audio is not played out after such an end).
+        await session.next_event()
+    else:
         await session.aclose()
         async for event in session.events():  # what arrived during the close handshake
             on_event(anyio.current_time() - origin, event)
@@ -135,10 +153,8 @@ async def run_conversation(
     with anyio.move_on_after(drain_timeout):
         while session.client.playback.queued_samples:
             block = round(chunk_ms * SAMPLE_RATE / 1000)
-            played_now = await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
-                                            start=end, duration=block / SAMPLE_RATE,
-                                            taps=agent_taps)
-            played += played_now
+            await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
+                               start=end, duration=block / SAMPLE_RATE, taps=agent_taps)
             end += block / SAMPLE_RATE
     return Outcome(reason=reason, closed=session.closed, sent_samples=sent,
-                   played_samples=played)
+                   played_samples=session.client.playback.played_samples - played_before)

@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from millis_proto import StartRequest
 
 from ._client import ClientSession, ConnectOptions
-from ._session import DEFAULT_DISCONNECT_TIMEOUT, background
+from ._session import DEFAULT_DISCONNECT_TIMEOUT, background, check_timeout
 from .anyio import connect_stream
 from .server import DEFAULT_HANDSHAKE_TIMEOUT, Handler, serve_stream
 
@@ -110,8 +110,10 @@ async def connect_in_memory(
     :func:`transports.trio.connect` (the TLS ones excepted). On the way out the client
     closes, the server side gets ``disconnect_timeout`` to finish, then is cancelled.
     """
-    client_stream, server_stream = memory_stream_pair()
     disconnect_timeout = options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT)
+    check_timeout(disconnect_timeout, "disconnect_timeout")
+    check_timeout(handshake_timeout, "handshake_timeout")
+    client_stream, server_stream = memory_stream_pair()
     server_done = anyio.Event()
 
     async def run_server() -> None:

@@ -24,6 +24,7 @@ from audio_backends.devices import (
     PLAYBACK_PREBUFFER_S,
     CaptureQueue,
     Microphone,
+    PlaybackQueue,
     Speaker,
     find_device,
     list_devices,
@@ -196,9 +197,12 @@ def test_microphone_opens_at_the_native_rate_and_hands_over_across_threads(
     async def main() -> int:
         with Microphone("headset") as mic:
             assert mic.sample_rate == 48_000
+            assert mic.dropped_blocks == 0
 
             async def stop_after_capture() -> None:
-                await trio.sleep(FakeStream.capture_seconds + 0.2)
+                stream = fake_sd.streams[0]
+                while stream.thread.is_alive():  # the "device" is still capturing
+                    await trio.sleep(0.01)
                 mic.close()
 
             async with trio.open_nursery() as nursery:
@@ -282,3 +286,36 @@ def test_speaker_drops_the_newest_audio_beyond_its_bound(fake_sd: ModuleType) ->
         queue = speaker._queue
         assert queue.queued_frames <= 0.1 * 44_100
         assert queue.dropped_frames >= 0.39 * 44_100
+
+
+def test_a_device_that_refuses_to_open_is_named_in_the_error(fake_sd: ModuleType) -> None:
+    def refuse(**settings: Any) -> FakeStream:
+        raise FakePortAudioError("Invalid sample rate [PaErrorCode -9997]")
+
+    fake_sd.InputStream = refuse  # type: ignore[attr-defined]
+    with pytest.raises(AudioDeviceError) as err:
+        Microphone("USB Microphone")
+    assert str(err.value) == (
+        "cannot open device 1 ('USB Microphone') at 48000 Hz, 1 channel(s): "
+        "Invalid sample rate [PaErrorCode -9997]"
+    )
+
+
+def test_a_failing_portaudio_is_a_clear_error(fake_sd: ModuleType) -> None:
+    def fail() -> list[dict[str, Any]]:
+        raise FakePortAudioError("Error querying device -1")
+
+    fake_sd.query_devices = fail  # type: ignore[attr-defined]
+    with pytest.raises(AudioDeviceError, match="PortAudio cannot list the audio devices"):
+        list_devices()
+
+
+def test_real_samples_held_by_the_resampler_are_counted_with_the_audio() -> None:
+    queue = PlaybackQueue(48_000, 1, max_buffer_s=1.0, prebuffer_s=0.0)
+    voice = b"\x00\x10" * 320
+    for _ in range(10):
+        queue.write(voice, 320)  # 48 kHz: the resampler holds the first block back
+    buffer = np.zeros((20 * 960, 1), np.float32)
+    queue.callback(buffer, len(buffer), None, 0)
+    # The first write produced no output; its real samples were carried to the next block.
+    assert queue.played_samples == 10 * 320

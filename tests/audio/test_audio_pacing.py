@@ -196,6 +196,6 @@ def test_pumps_run_on_asyncio_in_real_time() -> None:
         return anyio.current_time() - started
 
     elapsed = anyio.run(main, backend="asyncio")
-    assert 0.1 <= elapsed < 0.6  # paced to the wall clock, not as fast as possible
+    assert 0.1 <= elapsed < 2.0  # paced to the wall clock, not as fast as possible
     assert sink.written_samples == 1_600
     assert len(sent) == 5

@@ -544,3 +544,10 @@ def test_event_to_dict_redacts_the_public_key() -> None:
     assert "pk-secret-123" not in json.dumps(record)
     assert record["data"]["public_key"] == "***"
     assert data["public_key"] == "pk-secret-123"  # the event itself is untouched
+
+
+def test_initiate_event_repr_hides_the_public_key() -> None:
+    from millis_proto import InitiateReceived
+
+    event = InitiateReceived(request=REQUEST, data=REQUEST.to_initiate_data())
+    assert "pk-secret-123" not in repr(event)

@@ -7,6 +7,7 @@ transport. The peer scripts Millis-like behaviour on a real loopback socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -14,6 +15,7 @@ from http import HTTPStatus
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 import websockets
 from transport_helpers import (
@@ -278,6 +280,34 @@ async def test_handshake_rejected_with_http_status(
     assert caught.value.kind is FailureKind.HANDSHAKE_REJECTED
     assert caught.value.status_code == 403
     assert "HTTP 403 (origin not allowed)" in str(caught.value)
+
+
+async def test_invalid_handshake_answer(connect: Any, start_request: Any) -> None:
+    """A 101 with a wrong Sec-WebSocket-Accept is not a WebSocket: HANDSHAKE_INVALID."""
+    answer = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: bm9wZQ==\r\n\r\n"
+    )
+
+    async def impostor(stream: Any) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += await stream.receive()
+            await stream.send(answer)
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                await stream.receive()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, impostor)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        with pytest.raises(ConnectionFailed) as caught:
+            async with connect(f"ws://127.0.0.1:{port}/millis", start_request):
+                pytest.fail("accepted an invalid handshake")
+        group.cancel_scope.cancel()
+    assert caught.value.kind is FailureKind.HANDSHAKE_INVALID
+    assert str(caught.value).startswith("The server's WebSocket handshake response is invalid")
 
 
 async def test_connection_refused(connect: Any, closed_port: int, start_request: Any) -> None:

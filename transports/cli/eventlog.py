@@ -23,7 +23,8 @@ __all__ = ["EventLog"]
 class EventLog:
     """Appends events to a JSONL file (or does nothing when ``path`` is None)."""
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, *, secret: str | None = None) -> None:
+        self._secret = secret or None  # never written, even if a server echoes it
         self._file: IO[str] | None = None
         if path is not None:
             self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115
@@ -35,7 +36,10 @@ class EventLog:
         if self._file is None:
             return
         line = {"t": round(t, 4), **record}
-        self._file.write(json.dumps(line, ensure_ascii=False, default=_fallback) + "\n")
+        text = json.dumps(line, ensure_ascii=False, default=_fallback)
+        if self._secret is not None:
+            text = text.replace(self._secret, "***")
+        self._file.write(text + "\n")
         self._file.flush()
         self.lines += 1
 

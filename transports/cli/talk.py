@@ -116,14 +116,18 @@ async def _talk(args: argparse.Namespace, target: Target, *, input_path: str | N
         source = _open_source(stack, input_path, getattr(args, "input_device", None))
         sink = _open_sink(stack, output_path, getattr(args, "output_device", None))
         recorder = stack.enter_context(CallRecorder(record_path)) if record_path else None
-        log = stack.enter_context(EventLog(events_path))
-        view = make_view(plain=args.plain)
+        secret = target.request.public_key
+        log = stack.enter_context(EventLog(events_path, secret=secret))
+        view = make_view(plain=args.plain, secret=secret)
         stack.callback(view.close)
         origin = trio.current_time()
         last_level = {"user": -1.0, "agent": -1.0}
         total = getattr(source, "duration_s", None)
 
-        def on_event(t: float, event: Event) -> None:
+        def on_event(_t: float, event: Event) -> None:
+            # One clock for every line (levels, errors, "finished" use it too), so the
+            # file's "t" never goes backwards.
+            t = trio.current_time() - origin
             log.write(t, event)
             view.event(t, event)
 
@@ -140,6 +144,7 @@ async def _talk(args: argparse.Namespace, target: Target, *, input_path: str | N
 
         try:
             async with _session(target, args, scenario) as session:
+                origin = trio.current_time()  # "t" counts from the connection's opening
                 outcome = await run_conversation(
                     session, source, sink, on_event=on_event, on_level=on_level,
                     chunk_ms=args.chunk_ms, idle_timeout=args.idle_timeout,

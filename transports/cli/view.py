@@ -72,12 +72,15 @@ class View:
 class PlainView(View):
     """One line per meaningful event, for pipes, logs and CI."""
 
-    def __init__(self, out: IO[str] | None = None) -> None:
+    def __init__(self, out: IO[str] | None = None, *, secret: str | None = None) -> None:
         self._out = out if out is not None else sys.stdout
+        self._secret = secret or None
 
     def event(self, t: float, event: Event) -> None:
         line = _line_for(event)
         if line is not None:
+            if self._secret is not None:
+                line = line.replace(self._secret, "***")
             self._out.write(f"[{t:7.2f}] {line}\n")
             self._out.flush()
 
@@ -85,11 +88,12 @@ class PlainView(View):
 class RichView(View):
     """A live panel: conversation lines, agent state, level meters, input progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, secret: str | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self._console = Console()
+        self._secret = secret or None
         self._lines: list[str] = []
         self._partial: dict[str, str] = {}
         self._state = "idle"
@@ -109,7 +113,8 @@ class RichView(View):
 
         convo = Text()
         for line in self._lines[-12:]:
-            convo.append(line + "\n")
+            shown = line if self._secret is None else line.replace(self._secret, "***")
+            convo.append(shown + "\n")
         for who, text in self._partial.items():
             convo.append(f"{who}: {text}…\n", style="dim")
         status = Table.grid(padding=(0, 2))
@@ -162,11 +167,14 @@ class RichView(View):
         self._live.stop()
 
 
-def make_view(plain: bool = False) -> View:
-    """A live view on a terminal (when rich is installed), plain lines otherwise."""
+def make_view(plain: bool = False, *, secret: str | None = None) -> View:
+    """A live view on a terminal (when rich is installed), plain lines otherwise.
+
+    ``secret`` (the public key) is replaced by ``***`` wherever a server message shows it.
+    """
     if not plain and sys.stdout.isatty():
         try:
-            return RichView()
+            return RichView(secret=secret)
         except ImportError:
             pass
-    return PlainView()
+    return PlainView(secret=secret)

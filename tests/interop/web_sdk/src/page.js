@@ -138,9 +138,13 @@ window.WebSocket = RecordingWebSocket;
 // to it. If the audio thread runs process() in between, inputs[0] has no channels,
 // convertFloat32ToUint8(undefined) throws, and Chromium stops that processor for good: no
 // microphone audio is ever sent and no agent audio is played (seen in ~1 of 4 headless runs).
-// Workaround (cfg.worklet_fix, on by default): connect an already-started, silent
-// ConstantSourceNode to the SDK's node right after it is constructed, so the input has a channel
-// from the first render quantum. Adding 0.0 leaves the microphone samples bit-identical.
+// The same happens one step later if the first input is mono: the output then has one channel
+// and process() throws on `outputChannel2[i] = 0` (the processor writes two output channels).
+// Workaround (cfg.worklet_fix, on by default): right after the SDK's node is constructed, connect
+// an already-started silent source upmixed to stereo (ConstantSourceNode(0) -> 2-channel
+// GainNode), so from the first render quantum the input, and so the output, has two channels.
+// Adding 0.0 leaves the microphone samples bit-identical (the mic alone already gives the node
+// two channels when the race is lost the other way, which is why the SDK works most of the time).
 // The SDK never listens for the failure; we record it (processorerror) and, independently,
 // run.mjs warns when no audio was sent at all.
 const NativeAudioWorkletNode = window.AudioWorkletNode;
@@ -149,8 +153,10 @@ if (NativeAudioWorkletNode) {
     constructor(ctx, name, options) {
       let silent = null;
       if (cfg.worklet_fix !== false) {
-        silent = new ConstantSourceNode(ctx, { offset: 0 });
-        silent.start();
+        const zero = new ConstantSourceNode(ctx, { offset: 0 });
+        silent = new GainNode(ctx, { gain: 1, channelCount: 2, channelCountMode: "explicit" });
+        zero.connect(silent);
+        zero.start();
       }
       super(ctx, name, options);
       if (silent) silent.connect(this);
