@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from serve_helpers import serve_process
 
 from millis_proto import (
     Connected,
@@ -31,15 +30,8 @@ REQUEST = StartRequest(public_key="local-test-key", agent_id="local-agent")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     scenario = tmp_path_factory.mktemp("scn") / "idle.json"
     scenario.write_text(json.dumps({"idle_timeout_s": 1.0}))  # the agent hangs up after 1 s
-    server = subprocess.Popen([EXE, "serve", "--port", "0", "--scenario", str(scenario)],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              stdin=subprocess.DEVNULL)
-    assert server.stdout is not None
-    match = re.search(r"(ws://\S+)", server.stdout.readline())
-    assert match
-    yield match.group(1)
-    server.terminate()
-    server.wait(timeout=10)
+    with serve_process("--scenario", str(scenario)) as (url, _):
+        yield url
 
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +14,14 @@ ROOT = Path(__file__).parents[1]
 EXE = str(Path(sys.executable).with_name("millis-proto"))
 
 
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    server = subprocess.Popen([EXE, "serve", "--port", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
-    assert server.stdout is not None
-    match = re.search(r"(ws://\S+)", server.stdout.readline())
-    assert match
-    yield match.group(1)
-    server.terminate()
-    server.wait(timeout=10)
-
-
-def test_websockets_custom_transport_talks_to_the_local_agent(url: str, tmp_path: Path) -> None:
+def test_websockets_custom_transport_talks_to_the_local_agent(local_url: str,
+                                                              tmp_path: Path) -> None:
     speech, rate = sf.read(ROOT / "transports/cli/data/demo.wav", dtype="int16")
     wav = tmp_path / "q.wav"
     sf.write(wav, speech[: 2 * rate], rate, subtype="PCM_16")  # 2 s of speech
     out = tmp_path / "reply.raw"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples/websockets_transport.py"), url, str(wav),
+        [sys.executable, str(ROOT / "examples/websockets_transport.py"), local_url, str(wav),
          str(out)], capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ import pytest
 ROOT = Path(__file__).parents[1]
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 EXE = str(Path(sys.executable).with_name("millis-proto"))
-
-
-@pytest.fixture(scope="module")
-def local_url() -> Iterator[str]:
-    server = subprocess.Popen([EXE, "serve", "--port", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
-    assert server.stdout is not None
-    match = re.search(r"(ws://\S+)", server.stdout.readline())
-    assert match
-    yield match.group(1)
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_readme_has_the_examples() -> None:
