@@ -103,6 +103,7 @@ class MillisClient(MessageMachine):
         self._ready_seen = False
         self._grace_samples = round(self.config.drain_grace_ms * SAMPLE_RATE / 1000)
         self._starved = 0  # silence samples pulled from an empty queue while answering
+        self._answer_origin = 0  # playback.played_samples when the current answer began
         self._session_ready_sent = False
         #: Audio packets sent so far (pings are counted against this).
         self.audio_packets_sent = 0
@@ -321,6 +322,8 @@ class MillisClient(MessageMachine):
         if self._answer_t0 is not None:
             self._events.append(AnswerLatency(ms=(now - self._answer_t0) * 1000))
             self._answer_t0 = None
+        if self._agent_state is AgentState.IDLE:  # an answer (e.g. a greeting) begins
+            self._answer_origin = self.playback.played_samples
         self._trigger(Trigger.AGENT_AUDIO)
 
     def _on_text(self, text: str, now: float) -> None:
@@ -386,6 +389,7 @@ class MillisClient(MessageMachine):
 
     def _on_start_answering(self, env: Envelope, now: float) -> str | None:
         self._answer_t0 = self._played_t0 = now
+        self._answer_origin = self.playback.played_samples
         self._events.append(StartAnswering())
         self._trigger(Trigger.START_ANSWERING)
         return None
@@ -403,8 +407,10 @@ class MillisClient(MessageMachine):
         return None
 
     def _on_clear(self, env: Envelope, now: float) -> str | None:
-        self.playback.clear()
-        self._events.append(Clear())
+        dropped = self.playback.clear()
+        played = self.playback.played_samples - self._answer_origin
+        self._answer_origin = self.playback.played_samples
+        self._events.append(Clear(played_samples=played, dropped_samples=dropped))
         self._trigger(Trigger.CLEAR)
         return None
 

@@ -131,9 +131,15 @@ class Unpause(Event):
 
 @dataclass(**_EVENT)
 class Clear(Event):
-    """``clear``: real interruption; all unplayed agent audio was dropped."""
+    """``clear``: real interruption; all unplayed agent audio was dropped.
+
+    ``played_samples`` is how much of the interrupted answer had been handed to the sink
+    (what the person heard before interrupting), ``dropped_samples`` what was thrown away.
+    """
 
     name: ClassVar[str] = "clear"
+    played_samples: int = 0
+    dropped_samples: int = 0
 
 
 @dataclass(**_EVENT)

@@ -35,6 +35,8 @@ DEFAULT_MAX_PLAYBACK_SECONDS = 120.0
 class PlaybackChunk:
     """What a pull returned: exactly the requested samples, of which ``real_samples`` are audio.
 
+    ``pcm`` always holds the ``real_samples`` of audio first and zero padding after them
+    (never silence in between), so a sink may split a block at ``real_samples``.
     ``drained`` is True when this pull handed out the last queued sample.
     """
 

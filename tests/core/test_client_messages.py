@@ -487,6 +487,24 @@ def test_drain_grace_avoids_answer_idle_flapping() -> None:
         ClientConfig(drain_grace_ms=-1)
 
 
+def test_clear_reports_what_was_heard_and_what_was_dropped() -> None:
+    c = ready()
+    c.receive_message('{"method":"start_answering"}', 0)
+    c.receive_message(b"\1\0" * 500, 0)
+    c.pull_playback(120, 0)
+    c.pull_playback(80, 0)
+    c.receive_message('{"method":"pause"}', 0)
+    c.receive_message(b"\1\0" * 11 + b"\1", 0)  # an odd byte is not a sample
+    c.receive_message('{"method":"clear"}', 0)
+    clears = [e for e in c.events() if isinstance(e, Clear)]
+    assert clears == [Clear(played_samples=200, dropped_samples=311)]
+    c.receive_message(b"\2\0" * 50, 1)  # the next answer starts counting from zero
+    c.pull_playback(30, 1)
+    c.receive_message('{"method":"clear"}', 1)
+    assert [e for e in c.events() if isinstance(e, Clear)] == [
+        Clear(played_samples=30, dropped_samples=20)]
+
+
 def types_of(c: MillisClient) -> list[str]:
     return types(c.events())
 
