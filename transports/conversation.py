@@ -85,11 +85,16 @@ async def run_conversation(
         with anyio.move_on_after(WRITE_SHIELD_SECONDS, shield=True):
             await session.send_audio(pcm)
 
+    async def send_user(pcm: bytes) -> None:
+        nonlocal sent  # counted as it goes: the task may be cancelled before the input ends
+        await send(pcm)
+        sent += len(pcm) // 2
+
     async def send_input() -> None:
-        nonlocal sent, input_done_at
+        nonlocal input_done_at
         try:
-            sent = await stream_source(source, send, chunk_ms=chunk_ms,
-                                       start=origin, taps=user_taps, on_level=on_level)
+            await stream_source(source, send_user, chunk_ms=chunk_ms,
+                                start=origin, taps=user_taps, on_level=on_level)
             input_done_at = anyio.current_time()
             input_done.set()
             await stream_source(Silence(), send, chunk_ms=chunk_ms,
@@ -97,8 +102,10 @@ async def run_conversation(
         except MillisError:
             # The session is closing or has ended (normally or not): stop sending. The
             # event stream ends with ConnectionClosed, and the check after the loop
-            # raises the session's error if the end was abnormal.
-            return
+            # raises the session's error if the end was abnormal. No more input will go
+            # out, so the idle timeout may end a close the server never answers.
+            input_done_at = min(input_done_at, anyio.current_time())
+            input_done.set()
 
     # Counted by the playback buffer: ``play`` is cancelled, so its return value is lost.
     played_before = session.client.playback.played_samples
