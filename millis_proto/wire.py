@@ -97,6 +97,11 @@ class WireConnection:
         self.closed: ConnectionClosed | None = None
 
     @property
+    def close_sent(self) -> bool:
+        """True once our close frame is queued: from then on only the peer's reply is awaited."""
+        return self._local_close is not None
+
+    @property
     def is_open(self) -> bool:
         """True between the handshake and the first close frame (ours or theirs)."""
         return self.closed is None and self._ws.state is ConnectionState.OPEN

@@ -32,6 +32,7 @@ It makes no protocol decisions — the core does; this module only moves bytes a
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -98,6 +99,7 @@ class WireSession:
         self._conn = conn
         self._stream = stream
         self._disconnect_timeout = disconnect_timeout
+        self._close_deadline = math.inf  # set when our close frame has gone out
         self._queue = EventQueue(max_queued_events)
         self._send_lock = anyio.Lock()
         self._broken = False
@@ -231,13 +233,24 @@ class WireSession:
         await self._flush(wait=False)
         if self._conn.closed is not None:
             return
-        data: bytes | None
-        try:
-            data = await self._stream.receive(RECEIVE_BYTES)
-        except anyio.EndOfStream:
-            data = None
-        except STREAM_ERRORS as exc:
-            self._conn.abort(f"connection lost: {describe(exc)}", self._now())
+        if self._conn.close_sent and self._close_deadline == math.inf:
+            # Our close went out (from aclose, or from the core itself, e.g. after
+            # onsessionended): the peer's reply is awaited for disconnect_timeout at most.
+            self._close_deadline = self._now() + self._disconnect_timeout
+        data: bytes | None = None
+        with anyio.move_on_at(self._close_deadline) as waiting:
+            try:
+                data = await self._stream.receive(RECEIVE_BYTES)
+            except anyio.EndOfStream:
+                data = None
+            except STREAM_ERRORS as exc:
+                self._conn.abort(f"connection lost: {describe(exc)}", self._now())
+                return
+        if waiting.cancelled_caught:
+            self._conn.abort(
+                f"the server did not answer the close within {self._disconnect_timeout:g} s",
+                self._now(),
+            )
             return
         self._conn.receive_data(data, self._now())
 

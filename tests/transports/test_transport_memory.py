@@ -151,6 +151,34 @@ async def test_unanswered_close_is_bounded_by_the_disconnect_timeout(
     assert session.closed == ConnectionClosed(code=1000, reason="", initiator=CloseInitiator.LOCAL)
 
 
+@pytest.mark.parametrize("anyio_backend", [_virtual()])
+async def test_core_initiated_close_is_bounded_too(start_request: StartRequest) -> None:
+    """After onsessionended the core closes by itself; a peer that never answers is given
+    disconnect_timeout from the moment our close went out, without any aclose()."""
+    client_end, server_end = memory_stream_pair()
+
+    async def peer_that_hangs_up_badly() -> None:
+        conn = ServerConnection()
+        while not conn.is_open:
+            conn.receive_data(await server_end.receive(), anyio.current_time())
+        conn.server.send_ready("s")
+        conn.server.send_session_ended()
+        await server_end.send(conn.data_to_send())
+        await anyio.sleep_forever()  # never reads our close, never answers it
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(peer_that_hangs_up_badly)
+        async with connect_stream(client_end, start_request, disconnect_timeout=4) as session:
+            before = trio.current_time()
+            with anyio.fail_after(60):  # virtual seconds: an unbounded wait fails here
+                events = [event async for event in session]  # ends without our help
+            assert trio.current_time() - before == pytest.approx(4)
+        group.cancel_scope.cancel()
+    assert isinstance(events[-1], ConnectionClosed)
+    assert session.closed == ConnectionClosed(code=1000, reason="session ended",
+                                              initiator=CloseInitiator.LOCAL)
+
+
 async def test_memory_stream_pair_behaves_like_a_socket() -> None:
     left, right = memory_stream_pair()
     await left.send(b"hello world")
