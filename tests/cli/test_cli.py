@@ -151,3 +151,68 @@ def test_help_lists_commands() -> None:
     assert proc.returncode == 0
     for cmd in ("talk", "serve", "demo", "devices"):
         assert cmd in proc.stdout
+
+
+def test_ctrl_c_closes_cleanly_and_leaves_valid_files(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from serve_helpers import serve_process
+
+    with serve_process() as (url, server):
+        talk = subprocess.Popen(
+            [EXE, "talk", "--endpoint", url, "--plain", "--input", str(DEMO_WAV), "--output",
+             str(tmp_path / "o.wav"), "--events", str(tmp_path / "e.jsonl"), "--record",
+             str(tmp_path / "r.wav")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # wait until the session is live
+            if (tmp_path / "e.jsonl").exists() and "onready" in (tmp_path / "e.jsonl").read_text():
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # mid-conversation
+        talk.send_signal(signal.SIGINT)
+        _, err = talk.communicate(timeout=20)
+        server.terminate()
+        log, _ = server.communicate(timeout=10)
+    assert talk.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip() == "millis-proto: interrupted."
+    events = read_events(tmp_path / "e.jsonl")
+    assert events[0]["event"] == "connected"
+    wav = sf.info(str(tmp_path / "o.wav"))
+    assert wav.samplerate == 16000 and wav.frames > 16000 * 0.5  # written up to the moment
+    rec = sf.info(str(tmp_path / "r.wav"))
+    assert rec.channels == 2 and rec.frames > 16000 * 0.5
+    assert "closed" in log and "code=1000" in log  # the server saw a normal close handshake
+
+
+def test_live_view_on_a_terminal(tmp_path: Path) -> None:
+    """Attached to a TTY, the rich panel is drawn: conversation lines, state, meters."""
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    env = {**os.environ, "CI": "true", "COLUMNS": "100", "LINES": "40", "TERM": "xterm"}
+    proc = subprocess.Popen([EXE, "demo", "--fast", "--out-dir", str(tmp_path)],
+                            stdin=subprocess.DEVNULL, stdout=child_fd, stderr=subprocess.PIPE,
+                            env=env)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(main_fd)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "\x1b[" in screen  # drawn with terminal control sequences, not plain lines
+    assert "millis-proto" in screen  # the panel's title
+    assert "agent: It is sunny in Paris" in screen
+    assert "level" in screen and "agent:" in screen
+    assert "[   " not in screen  # no plain-view lines

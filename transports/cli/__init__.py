@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from millis_proto import MillisError
 
+from .._errors import BaseExceptionGroup
+
 __all__ = ["main"]
 
 
@@ -84,14 +86,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .devices import devices_command
 
         return devices_command()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, MillisError, BaseExceptionGroup) as exc:
+        return _report(exc)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups; task groups wrap what they raise."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _report(exc: BaseException) -> int:
+    """One sentence on stderr and the exit status; anything unexpected is re-raised."""
+    from millis_proto import ConfigError
+
+    leaves = _leaves(exc)
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         sys.stderr.write("millis-proto: interrupted.\n")
         return 130
-    except MillisError as exc:
-        from millis_proto import ConfigError
-
-        sys.stderr.write(f"millis-proto: {exc}\n")
-        return 2 if isinstance(exc, ConfigError) else 1
+    errors = [leaf for leaf in leaves if isinstance(leaf, MillisError)]
+    if not errors:
+        raise exc
+    sys.stderr.write(f"millis-proto: {errors[0]}\n")
+    return 2 if isinstance(errors[0], ConfigError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
