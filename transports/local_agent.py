@@ -112,7 +112,13 @@ def espeak_voice(texts: list[str], *, fallback: Callable[[str], bytes] = tone_vo
 
 
 def _speak(exe: str, text: str) -> bytes | None:
-    from audio_backends.files import FileSource
+    from audio_backends import MissingExtraError
+
+    try:
+        from audio_backends.files import FileSource
+    except MissingExtraError:
+        log.info("espeak-ng speech needs the audio extra to resample; using tones")
+        return None
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speech.wav"

@@ -216,3 +216,23 @@ def test_live_view_on_a_terminal(tmp_path: Path) -> None:
     assert "agent: It is sunny in Paris" in screen
     assert "level" in screen and "agent:" in screen
     assert "[   " not in screen  # no plain-view lines
+
+
+def test_demo_works_without_any_extra(tmp_path: Path) -> None:
+    """``pip install millis-proto`` (no extras) gives a working CLI: demo with tones."""
+    child = (
+        "import sys\n"
+        "for name in ('numpy', 'soundfile', 'soxr', 'sounddevice', 'rich'):\n"
+        "    sys.modules[name] = None  # as if not installed\n"
+        "from transports.cli import main\n"
+        f"sys.exit(main(['demo', '--fast', '--out-dir', {str(tmp_path)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=120, check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    import wave
+
+    with wave.open(str(tmp_path / "reply.wav")) as w:
+        assert w.getframerate() == 16000 and w.getnframes() > 16000
+    names = [e["event"] for e in read_events(tmp_path / "events.jsonl")]
+    assert "onfunction" in names and "onsessionended" in names

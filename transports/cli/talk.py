@@ -13,7 +13,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from audio_backends import AudioLevel, AudioSink, CallRecorder, WavSink
+from audio_backends import AudioLevel, AudioSink, CallRecorder, MemorySource, WavSink
 from audio_backends.protocols import AudioSource, LiveAudioSource
 from millis_proto import ConfigError, Event, MillisError
 
@@ -80,12 +80,35 @@ def _run(args: argparse.Namespace, target: Target, *, input_path: str | None,
 def _open_source(stack: ExitStack, path: str | None, device: str | None) -> AudioSource | \
         LiveAudioSource:
     if path is not None:
-        from audio_backends import FileSource
+        from audio_backends import MissingExtraError
 
-        return stack.enter_context(FileSource(path))
+        try:
+            from audio_backends import FileSource
+
+            return stack.enter_context(FileSource(path))
+        except MissingExtraError:
+            # Without the audio extra, a file already in the protocol's format (like the
+            # bundled demo WAV) is still readable with the standard library.
+            pcm = _protocol_wav(path)
+            if pcm is None:
+                raise
+            return stack.enter_context(MemorySource(pcm))
     from audio_backends import Microphone
 
     return stack.enter_context(Microphone(device=_device(device)))
+
+
+def _protocol_wav(path: str) -> bytes | None:
+    """The PCM of a 16 kHz mono 16-bit WAV via the ``wave`` module, else None."""
+    import wave
+
+    try:
+        with wave.open(path, "rb") as w:
+            if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (16000, 1, 2):
+                return None
+            return w.readframes(w.getnframes())
+    except (OSError, wave.Error, EOFError):
+        return None
 
 
 def _open_sink(stack: ExitStack, path: str | None, device: str | None) -> AudioSink:
