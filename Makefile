@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check millis_proto transports audio_backends tests bench examples
-	$(BIN)/ruff format --check millis_proto
+	$(BIN)/ruff format --check millis_proto transports audio_backends tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -92,9 +92,9 @@ def case_receive(n: int) -> tuple[Callable[[], None], Callable[[], None]]:
     return ours, raw
 
 
-def measure(pair: tuple[Callable[[], None], Callable[[], None]], rounds: int) -> tuple[
-    float, float
-]:
+def measure(
+    pair: tuple[Callable[[], None], Callable[[], None]], rounds: int
+) -> tuple[float, float]:
     ours_t: list[float] = []
     raw_t: list[float] = []
     for _ in range(rounds):

@@ -29,8 +29,7 @@ from millis_proto import (
 FRAME_BYTES = 640  # 20 ms of 16 kHz s16le
 
 
-async def converse(url: str, request: StartRequest, user_pcm: bytes) -> tuple[list[Event],
-                                                                             bytes]:
+async def converse(url: str, request: StartRequest, user_pcm: bytes) -> tuple[list[Event], bytes]:
     """Send ``user_pcm`` in real time, then silence; return the events and the played audio."""
     loop = asyncio.get_running_loop()
     client = MillisClient(request)
@@ -64,8 +63,7 @@ async def converse(url: str, request: StartRequest, user_pcm: bytes) -> tuple[li
                 played.extend(client.pull_playback(FRAME_BYTES // 2, loop.time()).pcm)
                 events.extend(client.events())
                 await flush()
-                await asyncio.sleep(max(0.0, start + (i // FRAME_BYTES + 1) * 0.02
-                                        - loop.time()))
+                await asyncio.sleep(max(0.0, start + (i // FRAME_BYTES + 1) * 0.02 - loop.time()))
 
         client.start(loop.time())  # initiate is the first message
         await flush()

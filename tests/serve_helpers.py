@@ -19,8 +19,13 @@ def serve_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     On exit the server is stopped; its remaining stdout (one line per session event) is
     left readable through ``process.stdout``.
     """
-    server = subprocess.Popen([EXE, "serve", "--port", "0", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [EXE, "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert server.stdout is not None
         first = server.stdout.readline()

@@ -67,8 +67,9 @@ def test_next_event_times_out_and_returns_none_at_the_end(url: str) -> None:
 
 
 def test_connection_failure_is_the_same_typed_error() -> None:
-    with pytest.raises(ConnectionFailed) as info, connect_blocking(
-        "ws://127.0.0.1:1/millis", REQUEST
+    with (
+        pytest.raises(ConnectionFailed) as info,
+        connect_blocking("ws://127.0.0.1:1/millis", REQUEST),
     ):
         pass
     assert info.value.kind is FailureKind.REFUSED

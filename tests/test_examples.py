@@ -14,15 +14,25 @@ ROOT = Path(__file__).parents[1]
 EXE = str(Path(sys.executable).with_name("millis-proto"))
 
 
-def test_websockets_custom_transport_talks_to_the_local_agent(local_url: str,
-                                                              tmp_path: Path) -> None:
+def test_websockets_custom_transport_talks_to_the_local_agent(
+    local_url: str, tmp_path: Path
+) -> None:
     speech, rate = sf.read(ROOT / "transports/cli/data/demo.wav", dtype="int16")
     wav = tmp_path / "q.wav"
     sf.write(wav, speech[: 2 * rate], rate, subtype="PCM_16")  # 2 s of speech
     out = tmp_path / "reply.raw"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples/websockets_transport.py"), local_url, str(wav),
-         str(out)], capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            str(ROOT / "examples/websockets_transport.py"),
+            local_url,
+            str(wav),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Ready(session_id='local-session-" in proc.stdout

@@ -24,7 +24,14 @@ def test_readme_example_runs(index: int, local_url: str) -> None:
     env = {**os.environ, "MILLIS_ENDPOINT": local_url}
     for var in ("MILLIS_PUBLIC_KEY", "MILLIS_AGENT_ID"):
         env.pop(var, None)
-    proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKS[index]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()  # every example prints what it got

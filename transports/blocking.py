@@ -106,7 +106,8 @@ def connect_blocking(
     ``backend`` is the event loop run in the background thread ("trio" or "asyncio");
     ``options`` are those of the async ``connect``. Raises the ``MillisError`` family.
     """
-    with start_blocking_portal(backend) as portal, portal.wrap_async_context_manager(
-        connect(url, request, **options)
-    ) as session:
+    with (
+        start_blocking_portal(backend) as portal,
+        portal.wrap_async_context_manager(connect(url, request, **options)) as session,
+    ):
         yield BlockingSession(portal, session)

@@ -93,12 +93,23 @@ async def run_conversation(
     async def send_input() -> None:
         nonlocal input_done_at
         try:
-            await stream_source(source, send_user, chunk_ms=chunk_ms,
-                                start=origin, taps=user_taps, on_level=on_level)
+            await stream_source(
+                source,
+                send_user,
+                chunk_ms=chunk_ms,
+                start=origin,
+                taps=user_taps,
+                on_level=on_level,
+            )
             input_done_at = anyio.current_time()
             input_done.set()
-            await stream_source(Silence(), send, chunk_ms=chunk_ms,
-                                start=origin + sent / SAMPLE_RATE, taps=user_taps)
+            await stream_source(
+                Silence(),
+                send,
+                chunk_ms=chunk_ms,
+                start=origin + sent / SAMPLE_RATE,
+                taps=user_taps,
+            )
         except MillisError:
             # The session is closing or has ended (normally or not): stop sending. The
             # event stream ends with ConnectionClosed, and the check after the loop
@@ -111,8 +122,14 @@ async def run_conversation(
     played_before = session.client.playback.played_samples
 
     async def play() -> None:
-        await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
-                           start=origin, taps=agent_taps, on_level=on_level)
+        await play_to_sink(
+            session.pull_playback,
+            sink,
+            block_ms=chunk_ms,
+            start=origin,
+            taps=agent_taps,
+            on_level=on_level,
+        )
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(send_input)
@@ -124,8 +141,11 @@ async def run_conversation(
             if now >= deadline:
                 reason = "max_duration"
                 break
-            quiet = (state is AgentState.IDLE and input_done.is_set()
-                     and not session.client.playback.queued_samples)
+            quiet = (
+                state is AgentState.IDLE
+                and input_done.is_set()
+                and not session.client.playback.queued_samples
+            )
             # Idle counts from the later of the input's end and the agent's last change.
             if quiet and now - max(idle_since, input_done_at) >= idle_timeout:
                 reason = "idle"
@@ -160,8 +180,18 @@ async def run_conversation(
     with anyio.move_on_after(drain_timeout):
         while session.client.playback.queued_samples:
             block = round(chunk_ms * SAMPLE_RATE / 1000)
-            await play_to_sink(session.pull_playback, sink, block_ms=chunk_ms,
-                               start=end, duration=block / SAMPLE_RATE, taps=agent_taps)
+            await play_to_sink(
+                session.pull_playback,
+                sink,
+                block_ms=chunk_ms,
+                start=end,
+                duration=block / SAMPLE_RATE,
+                taps=agent_taps,
+            )
             end += block / SAMPLE_RATE
-    return Outcome(reason=reason, closed=session.closed, sent_samples=sent,
-                   played_samples=session.client.playback.played_samples - played_before)
+    return Outcome(
+        reason=reason,
+        closed=session.closed,
+        sent_samples=sent,
+        played_samples=session.client.playback.played_samples - played_before,
+    )

@@ -86,9 +86,9 @@ def agent_handler(
     return handler
 
 
-def espeak_voice(texts: list[str], *, fallback: Callable[[str], bytes] = tone_voice) -> Callable[
-    [str], bytes
-]:
+def espeak_voice(
+    texts: list[str], *, fallback: Callable[[str], bytes] = tone_voice
+) -> Callable[[str], bytes]:
     """A voice that speaks ``texts`` with espeak-ng, rendered now; others fall back to tones.
 
     Without ``espeak-ng`` on the PATH (or without the audio extra) every text uses
@@ -223,8 +223,12 @@ def converse(
         with source, sink:
             async with connect_in_memory(agent_handler(setup), request, config=config) as s:
                 await run_conversation(
-                    s, source, sink, on_event=lambda t, e: conversation.events.append(e),
-                    idle_timeout=idle_timeout, max_duration=max_duration,
+                    s,
+                    source,
+                    sink,
+                    on_event=lambda t, e: conversation.events.append(e),
+                    idle_timeout=idle_timeout,
+                    max_duration=max_duration,
                 )
                 conversation.session_id = s.session_id
         conversation.played = sink.pcm

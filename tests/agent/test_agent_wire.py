@@ -112,7 +112,10 @@ def test_client_is_paused_then_cleared_by_an_interruption() -> None:
     received = link.client.playback.received_samples
     # nothing was pulled for a speaker here, so the whole answer so far was dropped
     assert link.kinds(Pause, Clear, StartAnswering) == [
-        StartAnswering(), Pause(), Clear(played_samples=0, dropped_samples=received)]
+        StartAnswering(),
+        Pause(),
+        Clear(played_samples=0, dropped_samples=received),
+    ]
     assert received > 0
     assert link.client.agent_state is AgentState.IDLE
     assert link.client.playback.queued_samples == 0  # the unplayed answer was dropped

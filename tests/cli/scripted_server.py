@@ -105,15 +105,22 @@ class ScriptedConnection:
 class ScriptedServer:
     """The server; a context manager (see the module docstring)."""
 
-    def __init__(self, script: Script, *, ssl_context: ssl.SSLContext | None = None,
-                 host: str = "127.0.0.1", check: bool = True) -> None:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+        check: bool = True,
+    ) -> None:
         self._script = script
         self._ssl = ssl_context
         self._host = host
         self._check = check
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="scripted-millis-server")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="scripted-millis-server"
+        )
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self.port = 0
@@ -150,8 +157,12 @@ class ScriptedServer:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             future = asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
             future.result(WAIT_SECONDS)
@@ -161,9 +172,16 @@ class ScriptedServer:
             raise self.errors[0]
 
     async def _start(self) -> None:
-        self._server = await serve(self._handler, self._host, 0, ssl=self._ssl,
-                                   max_size=2**20, ping_interval=None,
-                                   open_timeout=WAIT_SECONDS, close_timeout=2)
+        self._server = await serve(
+            self._handler,
+            self._host,
+            0,
+            ssl=self._ssl,
+            max_size=2**20,
+            ping_interval=None,
+            open_timeout=WAIT_SECONDS,
+            close_timeout=2,
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:

@@ -21,8 +21,16 @@ DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav
 def run(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true"}
     env.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=env, check=False, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [EXE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        check=False,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def read_events(path: Path) -> list[dict[str, object]]:
@@ -42,9 +50,19 @@ def test_demo_fast_writes_reply_and_events(tmp_path: Path) -> None:
     assert len(loud) > 16000  # more than a second of agent speech
     events = read_events(tmp_path / "events.jsonl")
     names = [e["event"] for e in events]
-    for needed in ("onready", "start_answering", "ontranscript", "onfunction",
-                   "onresponsetext", "latency", "agent_state", "level", "onsessionended",
-                   "closed", "finished"):
+    for needed in (
+        "onready",
+        "start_answering",
+        "ontranscript",
+        "onfunction",
+        "onresponsetext",
+        "latency",
+        "agent_state",
+        "level",
+        "onsessionended",
+        "closed",
+        "finished",
+    ):
         assert needed in names, needed
     call = next(e for e in events if e["event"] == "onfunction")
     assert call["function"] == "get_weather" and call["params"] == {"city": "Paris"}
@@ -59,8 +77,19 @@ def test_talk_fast_is_byte_identical_every_run(tmp_path: Path) -> None:
     for i in range(2):
         out = tmp_path / f"out{i}.wav"
         rec = tmp_path / f"rec{i}.wav"
-        proc = run("talk", "--fast", "--plain", "--input", str(DEMO_WAV), "--output", str(out),
-                   "--record", str(rec), "--events", str(tmp_path / f"ev{i}.jsonl"))
+        proc = run(
+            "talk",
+            "--fast",
+            "--plain",
+            "--input",
+            str(DEMO_WAV),
+            "--output",
+            str(out),
+            "--record",
+            str(rec),
+            "--events",
+            str(tmp_path / f"ev{i}.jsonl"),
+        )
         assert proc.returncode == 0, proc.stderr
         outs.append((out.read_bytes(), rec.read_bytes()))
     assert outs[0] == outs[1]
@@ -77,17 +106,38 @@ def test_talk_against_serve_over_loopback(tmp_path: Path) -> None:
     short = tmp_path / "hello.wav"
     speech, _ = sf.read(DEMO_WAV, dtype="int16")
     sf.write(short, speech[: 16000 * 2], 16000, subtype="PCM_16")
-    server = subprocess.Popen([EXE, "serve", "--port", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [EXE, "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert server.stdout is not None
         first = server.stdout.readline()
         url = re.search(r"(ws://\S+)", first)
         assert url, first
-        proc = run("talk", "--endpoint", url.group(1), "--plain", "--input", str(short),
-                   "--output", str(tmp_path / "out.wav"), "--events",
-                   str(tmp_path / "ev.jsonl"), "--idle-timeout", "1", "--max-duration", "20",
-                   "--public-key", "pk-SECRET-42", "--agent-id", "a")
+        proc = run(
+            "talk",
+            "--endpoint",
+            url.group(1),
+            "--plain",
+            "--input",
+            str(short),
+            "--output",
+            str(tmp_path / "out.wav"),
+            "--events",
+            str(tmp_path / "ev.jsonl"),
+            "--idle-timeout",
+            "1",
+            "--max-duration",
+            "20",
+            "--public-key",
+            "pk-SECRET-42",
+            "--agent-id",
+            "a",
+        )
         assert proc.returncode == 0, proc.stderr
         events = read_events(tmp_path / "ev.jsonl")
         names = [e["event"] for e in events]
@@ -111,17 +161,51 @@ def test_talk_against_serve_over_loopback(tmp_path: Path) -> None:
         (["talk", "--input", "BAD", "--output", "o.wav"], 1, "BAD"),
         (["talk", "--metadata", "[1]", "--input", "x.wav"], 2, "--metadata"),
         (["talk", "--agent-config", "cfg.json", "--input", "x.wav"], 2, "agent_config.prompt"),
-        (["talk", "--endpoint", "ws://127.0.0.1:1/millis", "--public-key", "pk-SECRET-42",
-          "--agent-id", "a", "--input", "DEMO", "--output", "o.wav"], 1, "refused"),
-        (["talk", "--endpoint", "wss://example.invalid/millis", "--public-key",
-          "pk-SECRET-42", "--agent-id", "a", "--input", "DEMO", "--output", "o.wav"], 1, ""),
+        (
+            [
+                "talk",
+                "--endpoint",
+                "ws://127.0.0.1:1/millis",
+                "--public-key",
+                "pk-SECRET-42",
+                "--agent-id",
+                "a",
+                "--input",
+                "DEMO",
+                "--output",
+                "o.wav",
+            ],
+            1,
+            "refused",
+        ),
+        (
+            [
+                "talk",
+                "--endpoint",
+                "wss://example.invalid/millis",
+                "--public-key",
+                "pk-SECRET-42",
+                "--agent-id",
+                "a",
+                "--input",
+                "DEMO",
+                "--output",
+                "o.wav",
+            ],
+            1,
+            "",
+        ),
         (["talk", "--endpoint", "http://x", "--input", "DEMO"], 2, "wss://"),
-        (["talk", "--endpoint", "wss://api.example.com/millis", "--input", "DEMO"], 2,
-         "public key"),
+        (
+            ["talk", "--endpoint", "wss://api.example.com/millis", "--input", "DEMO"],
+            2,
+            "public key",
+        ),
     ],
 )
-def test_errors_are_one_sentence_without_traceback(tmp_path: Path, args: list[str],
-                                                   status: int, fragment: str) -> None:
+def test_errors_are_one_sentence_without_traceback(
+    tmp_path: Path, args: list[str], status: int, fragment: str
+) -> None:
     (tmp_path / "BAD").write_bytes(b"this is not audio at all" * 10)
     (tmp_path / "cfg.json").write_text('{"prompt": 5}')
     args = [str(DEMO_WAV) if a == "DEMO" else a for a in args]
@@ -135,9 +219,20 @@ def test_errors_are_one_sentence_without_traceback(tmp_path: Path, args: list[st
 
 
 def test_events_file_is_complete_after_a_refused_connection(tmp_path: Path) -> None:
-    proc = run("talk", "--endpoint", "ws://127.0.0.1:1/millis", "--agent-id", "a",
-               "--input", str(DEMO_WAV), "--output", str(tmp_path / "o.wav"),
-               "--events", str(tmp_path / "e.jsonl"), cwd=tmp_path)
+    proc = run(
+        "talk",
+        "--endpoint",
+        "ws://127.0.0.1:1/millis",
+        "--agent-id",
+        "a",
+        "--input",
+        str(DEMO_WAV),
+        "--output",
+        str(tmp_path / "o.wav"),
+        "--events",
+        str(tmp_path / "e.jsonl"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     events = read_events(tmp_path / "e.jsonl")
     assert events[-1]["event"] == "error"
@@ -161,10 +256,25 @@ def test_ctrl_c_closes_cleanly_and_leaves_valid_files(tmp_path: Path) -> None:
 
     with serve_process() as (url, server):
         talk = subprocess.Popen(
-            [EXE, "talk", "--endpoint", url, "--plain", "--input", str(DEMO_WAV), "--output",
-             str(tmp_path / "o.wav"), "--events", str(tmp_path / "e.jsonl"), "--record",
-             str(tmp_path / "r.wav")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+            [
+                EXE,
+                "talk",
+                "--endpoint",
+                url,
+                "--plain",
+                "--input",
+                str(DEMO_WAV),
+                "--output",
+                str(tmp_path / "o.wav"),
+                "--events",
+                str(tmp_path / "e.jsonl"),
+                "--record",
+                str(tmp_path / "r.wav"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait until the session is live
@@ -194,9 +304,13 @@ def test_live_view_on_a_terminal(tmp_path: Path) -> None:
 
     main_fd, child_fd = pty.openpty()
     env = {**os.environ, "CI": "true", "COLUMNS": "100", "LINES": "40", "TERM": "xterm"}
-    proc = subprocess.Popen([EXE, "demo", "--fast", "--out-dir", str(tmp_path)],
-                            stdin=subprocess.DEVNULL, stdout=child_fd, stderr=subprocess.PIPE,
-                            env=env)
+    proc = subprocess.Popen(
+        [EXE, "demo", "--fast", "--out-dir", str(tmp_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=child_fd,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     os.close(child_fd)
     chunks = []
     while True:
@@ -227,8 +341,14 @@ def test_demo_works_without_any_extra(tmp_path: Path) -> None:
         "from transports.cli import main\n"
         f"sys.exit(main(['demo', '--fast', '--out-dir', {str(tmp_path)!r}]))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
-                          timeout=120, check=False, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr
     import wave
 

@@ -38,18 +38,26 @@ TOL_S = 0.15
 SECRET = "pk-SECRET-scripted-9f3"
 
 
-def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
-        **kw: Any) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "CI": "true", **(env or {})}
     full_env.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=full_env, check=False, **kw)
+    return subprocess.run(
+        [EXE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+        check=False,
+        **kw,
+    )
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
     events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert all(isinstance(e["t"], (int, float)) and isinstance(e["event"], str)
-               for e in events)
+    assert all(isinstance(e["t"], (int, float)) and isinstance(e["event"], str) for e in events)
     return events
 
 
@@ -57,17 +65,38 @@ def user_wav(tmp_path: Path, seconds: float = 1.0) -> Path:
     """A quiet 440 Hz tone: the user's side of the call (the server only counts it)."""
     t = np.arange(round(seconds * RATE)) / RATE
     path = tmp_path / "user.wav"
-    sf.write(path, (2000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), RATE,
-             subtype="PCM_16")
+    sf.write(path, (2000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), RATE, subtype="PCM_16")
     return path
 
 
-def talk(tmp_path: Path, url: str, *extra: str, env: dict[str, str] | None = None,
-         idle_timeout: str = "1", max_duration: str = "15") -> subprocess.CompletedProcess[str]:
-    return run("talk", "--endpoint", url, "--agent-id", "a", "--plain",
-               "--input", str(user_wav(tmp_path)), "--output", str(tmp_path / "out.wav"),
-               "--events", str(tmp_path / "ev.jsonl"), "--idle-timeout", idle_timeout,
-               "--max-duration", max_duration, *extra, env=env)
+def talk(
+    tmp_path: Path,
+    url: str,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    idle_timeout: str = "1",
+    max_duration: str = "15",
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        "talk",
+        "--endpoint",
+        url,
+        "--agent-id",
+        "a",
+        "--plain",
+        "--input",
+        str(user_wav(tmp_path)),
+        "--output",
+        str(tmp_path / "out.wav"),
+        "--events",
+        str(tmp_path / "ev.jsonl"),
+        "--idle-timeout",
+        idle_timeout,
+        "--max-duration",
+        max_duration,
+        *extra,
+        env=env,
+    )
 
 
 def played(path: Path) -> np.ndarray:
@@ -121,8 +150,10 @@ def test_pause_unpause_clear_are_applied_sample_exactly(tmp_path: Path) -> None:
     with ScriptedServer(pause_unpause_clear) as server:
         proc = talk(tmp_path, server.url, idle_timeout="2")
     assert proc.returncode == 0, proc.stderr
-    assert server.initiate == {"method": "initiate", "data": {
-        "public_key": "local-test-key", "agent": {"agent_id": "a"}}}
+    assert server.initiate == {
+        "method": "initiate",
+        "data": {"public_key": "local-test-key", "agent": {"agent_id": "a"}},
+    }
     assert server.audio_bytes >= 2 * RATE  # the 1 s input went up
 
     out = played(tmp_path / "out.wav")
@@ -147,9 +178,11 @@ def test_pause_unpause_clear_are_applied_sample_exactly(tmp_path: Path) -> None:
     gap = (b0 - a1) / RATE
     before, after = (a1 - a0) / RATE, (b1 - b0) / RATE
     to_second = (second_at[0] - b1) / RATE
-    print(f"first sample at {a0 / RATE:.3f} s; played {before:.3f} s, paused {gap:.3f} s, "
-          f"played {after:.3f} s, cleared {(FIRST_N - n1) / RATE:.3f} s unplayed, "
-          f"second answer after {to_second:.3f} s")
+    print(
+        f"first sample at {a0 / RATE:.3f} s; played {before:.3f} s, paused {gap:.3f} s, "
+        f"played {after:.3f} s, cleared {(FIRST_N - n1) / RATE:.3f} s unplayed, "
+        f"second answer after {to_second:.3f} s"
+    )
     assert abs(gap - (T_UNPAUSE - T_PAUSE)) <= TOL_S
     assert abs(before - (T_PAUSE - T_BURST)) <= TOL_S
     assert abs(after - (T_CLEAR - T_UNPAUSE)) <= TOL_S
@@ -158,10 +191,13 @@ def test_pause_unpause_clear_are_applied_sample_exactly(tmp_path: Path) -> None:
 
     events = read_events(tmp_path / "ev.jsonl")
     names = [e["event"] for e in events]
-    t = {name: next(e["t"] for e in events if e["event"] == name)
-         for name in ("onready", "pause", "unpause", "clear", "onsessionended", "closed")}
-    assert t["onready"] < t["pause"] < t["unpause"] < t["clear"] < t["onsessionended"] \
-        <= t["closed"], t
+    t = {
+        name: next(e["t"] for e in events if e["event"] == name)
+        for name in ("onready", "pause", "unpause", "clear", "onsessionended", "closed")
+    }
+    assert (
+        t["onready"] < t["pause"] < t["unpause"] < t["clear"] < t["onsessionended"] <= t["closed"]
+    ), t
     assert abs((t["unpause"] - t["pause"]) - (T_UNPAUSE - T_PAUSE)) <= TOL_S
     assert names.count("start_answering") == 2
     assert [e["t"] for e in events] == sorted(e["t"] for e in events)
@@ -171,6 +207,7 @@ def test_pause_unpause_clear_are_applied_sample_exactly(tmp_path: Path) -> None:
 
 
 # --- 2. initiate carries exactly what the flags say ----------------------------------------
+
 
 async def ready_then_end(conn: ScriptedConnection) -> None:
     await conn.ready("s-2")
@@ -191,9 +228,17 @@ def test_initiate_carries_exactly_what_the_flags_say(tmp_path: Path, flags: str)
     config = tmp_path / "agent.json"
     config.write_text(json.dumps(AGENT_CONFIG, ensure_ascii=False), encoding="utf-8")
     if flags == "all":
-        extra = ["--agent-config", str(config), "--metadata", '{"name":"Ann"}',
-                 "--include-metadata-in-prompt", "--session-id", "prev-1",
-                 "--public-key", SECRET]
+        extra = [
+            "--agent-config",
+            str(config),
+            "--metadata",
+            '{"name":"Ann"}',
+            "--include-metadata-in-prompt",
+            "--session-id",
+            "prev-1",
+            "--public-key",
+            SECRET,
+        ]
         expected = {
             "public_key": SECRET,
             "agent": {"agent_id": "a", "agent_config": AGENT_CONFIG},
@@ -259,6 +304,7 @@ def test_dropped_connection_exits_1_with_valid_files(tmp_path: Path) -> None:
 
 # --- 4. the server closes with an error code -----------------------------------------------
 
+
 async def close_1011_after_audio(conn: ScriptedConnection) -> None:
     await conn.ready()
     await conn.send("start_answering")
@@ -272,12 +318,16 @@ async def close_1008_validation(conn: ScriptedConnection) -> None:
     await conn.ws.close(1008, "validation error: agent_config.voice is required")
 
 
-@pytest.mark.parametrize(("script", "code", "reason"), [
-    (close_1011_after_audio, 1011, "internal error"),
-    (close_1008_validation, 1008, "validation error: agent_config.voice is required"),
-])
-def test_error_close_exits_1_naming_code_and_reason(tmp_path: Path, script: Any, code: int,
-                                                    reason: str) -> None:
+@pytest.mark.parametrize(
+    ("script", "code", "reason"),
+    [
+        (close_1011_after_audio, 1011, "internal error"),
+        (close_1008_validation, 1008, "validation error: agent_config.voice is required"),
+    ],
+)
+def test_error_close_exits_1_naming_code_and_reason(
+    tmp_path: Path, script: Any, code: int, reason: str
+) -> None:
     with ScriptedServer(script) as server:
         proc = talk(tmp_path, server.url)
     assert proc.returncode == 1, proc.stderr
@@ -297,6 +347,7 @@ def test_error_close_exits_1_naming_code_and_reason(tmp_path: Path, script: Any,
 
 # --- 5. TLS with a generated certificate ----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
     trustme = pytest.importorskip("trustme")
@@ -310,8 +361,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]
 
 
 @pytest.mark.parametrize("trust", ["cafile", "SSL_CERT_FILE", "none"])
-def test_tls_with_a_generated_certificate(tmp_path: Path, tls: tuple[ssl.SSLContext, Path],
-                                          trust: str) -> None:
+def test_tls_with_a_generated_certificate(
+    tmp_path: Path, tls: tuple[ssl.SSLContext, Path], trust: str
+) -> None:
     context, pem = tls
     extra = ["--cafile", str(pem)] if trust == "cafile" else []
     env = {"SSL_CERT_FILE": str(pem)} if trust == "SSL_CERT_FILE" else {}
@@ -335,6 +387,7 @@ def test_tls_with_a_generated_certificate(tmp_path: Path, tls: tuple[ssl.SSLCont
 
 
 # --- 6. the server ends the session but never answers the close handshake --------------
+
 
 async def end_then_go_deaf(conn: ScriptedConnection) -> None:
     await conn.ready()

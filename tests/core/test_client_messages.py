@@ -89,8 +89,11 @@ def test_initiate_carries_every_option() -> None:
         "public_key": "k",
         "agent": {
             "agent_id": "a",
-            "agent_config": {"prompt": "p", "voice": {"provider": "rime", "voice_id": "v"},
-                             "x": [1]},
+            "agent_config": {
+                "prompt": "p",
+                "voice": {"provider": "rime", "voice_id": "v"},
+                "x": [1],
+            },
         },
         "metadata": {"name": "Ann"},
         "include_metadata_in_prompt": True,
@@ -121,22 +124,34 @@ def test_public_key_never_in_repr() -> None:
         ({"public_key": "k", "agent_id": ""}, "agent_id"),
         ({"public_key": "k", "agent_config": []}, "agent_config"),
         ({"public_key": "k", "agent_config": {"prompt": 3}}, "agent_config.prompt"),
-        ({"public_key": "k", "agent_config": {"voice": {"voice_id": 1}}},
-         "agent_config.voice.voice_id"),
-        ({"public_key": "k", "agent_config": {"tools": [{"params": [{"required": "yes"}]}]}},
-         "agent_config.tools[0].params[0].required"),
+        (
+            {"public_key": "k", "agent_config": {"voice": {"voice_id": 1}}},
+            "agent_config.voice.voice_id",
+        ),
+        (
+            {"public_key": "k", "agent_config": {"tools": [{"params": [{"required": "yes"}]}]}},
+            "agent_config.tools[0].params[0].required",
+        ),
         ({"public_key": "k", "agent_config": {"llm": 4}}, "agent_config.llm"),
-        ({"public_key": "k", "agent_config": {"vad_threshold": True}},
-         "agent_config.vad_threshold"),
-        ({"public_key": "k", "agent_config": {"flow": {"interruption": {"allowed": 1}}}},
-         "agent_config.flow.interruption.allowed"),
-        ({"public_key": "k", "agent_config": {"custom_vocabulary": {"keywords": [1]}}},
-         "agent_config.custom_vocabulary.keywords[0]"),
+        (
+            {"public_key": "k", "agent_config": {"vad_threshold": True}},
+            "agent_config.vad_threshold",
+        ),
+        (
+            {"public_key": "k", "agent_config": {"flow": {"interruption": {"allowed": 1}}}},
+            "agent_config.flow.interruption.allowed",
+        ),
+        (
+            {"public_key": "k", "agent_config": {"custom_vocabulary": {"keywords": [1]}}},
+            "agent_config.custom_vocabulary.keywords[0]",
+        ),
         ({"public_key": "k", "agent_id": "a", "metadata": [1]}, "metadata"),
         ({"public_key": "k", "agent_id": "a", "metadata": {"x": object()}}, "metadata"),
         ({"public_key": "k", "agent_id": "a", "metadata": {"x": "y" * 70_000}}, "metadata"),
-        ({"public_key": "k", "agent_id": "a", "include_metadata_in_prompt": "yes"},
-         "include_metadata_in_prompt"),
+        (
+            {"public_key": "k", "agent_id": "a", "include_metadata_in_prompt": "yes"},
+            "include_metadata_in_prompt",
+        ),
         ({"public_key": "k", "agent_id": "a", "session_id": ""}, "session_id"),
         ({"public_key": "k", "agent_id": "a", "extra": {"agent": {}}}, "extra"),
         ({"public_key": "k", "agent_id": "a", "extra": []}, "extra"),
@@ -163,10 +178,14 @@ def test_unknown_agent_config_keys_pass_untouched() -> None:
     [
         ([], "initiate data"),
         ({"public_key": "k", "agent": 3}, "agent must be an object"),
-        ({"public_key": "k", "agent": {"agent_id": "a"}, "session_continuation": 1},
-         "session_continuation"),
-        ({"public_key": "k", "agent": {"agent_id": "a"}, "session_continuation": {}},
-         "session_continuation.session_id"),
+        (
+            {"public_key": "k", "agent": {"agent_id": "a"}, "session_continuation": 1},
+            "session_continuation",
+        ),
+        (
+            {"public_key": "k", "agent": {"agent_id": "a"}, "session_continuation": {}},
+            "session_continuation.session_id",
+        ),
         ({"agent": {"agent_id": "a"}}, "public_key"),
         ({"public_key": "k"}, "agent is missing"),
     ],
@@ -322,8 +341,12 @@ def test_nothing_accepted_after_close() -> None:
     c.close(1000, "bye")
     c.close()  # idempotent
     assert c.messages_to_send() == [CloseRequest(1000, "bye")]
-    for call in (lambda: c.send_audio(b"\0\0", 0), lambda: c.send_message("m"),
-                 lambda: c.send_ping(0), lambda: c.flush_audio(0)):
+    for call in (
+        lambda: c.send_audio(b"\0\0", 0),
+        lambda: c.send_message("m"),
+        lambda: c.send_ping(0),
+        lambda: c.flush_audio(0),
+    ):
         with pytest.raises(LocalProtocolError, match="closed"):
             call()
     c.connection_closed(1.0)
@@ -366,8 +389,12 @@ def test_every_server_message_becomes_a_typed_event() -> None:
         Transcript(text="hi", is_final=True, payload={"is_final": True}),
         Transcript(text="h", is_final=False),
         ResponseText(text="Hel", is_final=False, payload={"is_final": False}),
-        FunctionCall(function="get_weather", params={"city": "Paris"}, data="",
-                     payload={"name": "get_weather", "params": {"city": "Paris"}}),
+        FunctionCall(
+            function="get_weather",
+            params={"city": "Paris"},
+            data="",
+            payload={"name": "get_weather", "params": {"city": "Paris"}},
+        ),
         FunctionCall(function="f2", params={}, data={"name": "f2"}),
         FunctionCall(function="f3", params={"value": 5}, payload={"name": "f3", "params": 5}),
         AIAction(data={"step": [1, 2]}),
@@ -461,14 +488,25 @@ def test_pause_unpause_clear_drive_buffer_and_state() -> None:
     assert not c.playback.paused  # clear lifts the pause (fix vs the SDK)
     assert c.pull_playback(10, 0).real_samples == 0
     states = [e.state for e in c.events() if isinstance(e, AgentStateChanged)]
-    assert states == [AgentState.ANSWER, AgentState.PAUSE, AgentState.ANSWER, AgentState.PAUSE,
-                      AgentState.IDLE]
+    assert states == [
+        AgentState.ANSWER,
+        AgentState.PAUSE,
+        AgentState.ANSWER,
+        AgentState.PAUSE,
+        AgentState.IDLE,
+    ]
     assert [type(e) for e in c.events()] == []
     c.receive_message('{"method":"pause"}', 0)
     c.receive_message('{"method":"unpause"}', 0)
     c.receive_message('{"method":"clear"}', 0)
-    assert types_of(c) == ["Pause", "AgentStateChanged", "Unpause", "AgentStateChanged", "Clear",
-                           "AgentStateChanged"]
+    assert types_of(c) == [
+        "Pause",
+        "AgentStateChanged",
+        "Unpause",
+        "AgentStateChanged",
+        "Clear",
+        "AgentStateChanged",
+    ]
 
 
 def test_drain_grace_avoids_answer_idle_flapping() -> None:
@@ -502,7 +540,8 @@ def test_clear_reports_what_was_heard_and_what_was_dropped() -> None:
     c.pull_playback(30, 1)
     c.receive_message('{"method":"clear"}', 1)
     assert [e for e in c.events() if isinstance(e, Clear)] == [
-        Clear(played_samples=30, dropped_samples=20)]
+        Clear(played_samples=30, dropped_samples=20)
+    ]
 
 
 def types_of(c: MillisClient) -> list[str]:

@@ -100,10 +100,20 @@ def test_rechunker_rejects_odd_frames_and_helpers() -> None:
 @pytest.mark.parametrize(
     ("url", "host", "port", "target", "header"),
     [
-        ("wss://api-west.millis.ai:8080/millis", "api-west.millis.ai", 8080, "/millis",
-         "api-west.millis.ai:8080"),
-        ("wss://api-eu-west.millis.ai/millis", "api-eu-west.millis.ai", 443, "/millis",
-         "api-eu-west.millis.ai"),
+        (
+            "wss://api-west.millis.ai:8080/millis",
+            "api-west.millis.ai",
+            8080,
+            "/millis",
+            "api-west.millis.ai:8080",
+        ),
+        (
+            "wss://api-eu-west.millis.ai/millis",
+            "api-eu-west.millis.ai",
+            443,
+            "/millis",
+            "api-eu-west.millis.ai",
+        ),
         ("ws://127.0.0.1:9/", "127.0.0.1", 9, "/", "127.0.0.1:9"),
         ("WS://localhost", "localhost", 80, "/", "localhost"),
         ("wss://[::1]:8443/a?b=c", "::1", 8443, "/a?b=c", "[::1]:8443"),
@@ -147,8 +157,9 @@ def test_state_table_rows(state: AgentState, trigger: Trigger) -> None:
     if trigger in expected:
         assert new is expected[trigger]
     elif trigger is Trigger.AGENT_AUDIO:
-        assert new is (AgentState.ANSWER if state in (AgentState.IDLE,
-                                                       AgentState.PREPARE_ANSWER) else state)
+        assert new is (
+            AgentState.ANSWER if state in (AgentState.IDLE, AgentState.PREPARE_ANSWER) else state
+        )
     elif trigger is Trigger.UNPAUSE:
         assert new is (AgentState.ANSWER if state is AgentState.PAUSE else state)
     else:

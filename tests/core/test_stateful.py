@@ -44,9 +44,13 @@ class ClientMachine(RuleBasedStateMachine):
         super().__init__()
         self.client = MillisClient(
             StartRequest(public_key="k", agent_id="a"),
-            ClientConfig(max_playback_seconds=CAPACITY_SECONDS, ping_every_packets=7,
-                         pre_ready_buffer_seconds=PREREADY_SECONDS,
-                         pre_ready_audio=PreReadyAudio.BUFFER, drain_grace_ms=GRACE_MS),
+            ClientConfig(
+                max_playback_seconds=CAPACITY_SECONDS,
+                ping_every_packets=7,
+                pre_ready_buffer_seconds=PREREADY_SECONDS,
+                pre_ready_audio=PreReadyAudio.BUFFER,
+                drain_grace_ms=GRACE_MS,
+            ),
         )
         self.client.start(0.0)
         self.now = 0.0
@@ -112,13 +116,15 @@ class ClientMachine(RuleBasedStateMachine):
 
     @rule()
     def onready(self) -> None:
-        self.client.receive_message('{"method":"onready","payload":{"session_id":"s"}}',
-                                    self.now)
+        self.client.receive_message('{"method":"onready","payload":{"session_id":"s"}}', self.now)
         self.ready = True
         self.state = AgentState.IDLE
 
-    @rule(text=st.sampled_from(['{"method":"mystery","data":[1]}', "{{{", "[]",
-                                '{"method":"ontranscript","data":"x"}']))
+    @rule(
+        text=st.sampled_from(
+            ['{"method":"mystery","data":[1]}', "{{{", "[]", '{"method":"ontranscript","data":"x"}']
+        )
+    )
     def other_text(self, text: str) -> None:
         self.client.receive_message(text, self.now)
 
@@ -132,8 +138,11 @@ class ClientMachine(RuleBasedStateMachine):
         got = array.array("H", chunk.pcm)
         if self.paused:
             assert chunk.real_samples == 0
-        expected = [self.queue.popleft() for _ in range(min(n, len(self.queue)))] if not \
-            self.paused else []
+        expected = (
+            [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
+            if not self.paused
+            else []
+        )
         assert chunk.real_samples == len(expected)
         assert list(got[: chunk.real_samples]) == [i & 0xFFFF for i in expected]
         assert not any(got[chunk.real_samples :])  # the rest is silence
@@ -199,8 +208,13 @@ class ClientMachine(RuleBasedStateMachine):
         c = self.client
         held = c._held_bytes
         out_pending = sum(len(m) for m in c._out if isinstance(m, bytes))
-        accounted = (self.user_bytes_out + out_pending + held + c._aligner.pending
-                     + 2 * c.pre_ready_dropped_samples)
+        accounted = (
+            self.user_bytes_out
+            + out_pending
+            + held
+            + c._aligner.pending
+            + 2 * c.pre_ready_dropped_samples
+        )
         assert accounted == self.user_bytes_in
 
 

@@ -58,12 +58,19 @@ def test_every_message_type_round_trips(pair: Pair) -> None:
     assert [e for e in ce if not type(e).__name__.startswith(("AgentState", "Answer"))] == [
         Transcript(text="what's the weather", is_final=True, payload={"is_final": True}),
         ResponseText(text="It is", is_final=False, payload={"is_final": False}),
-        FunctionCall(function="get_weather", params={"city": "Paris"}, data="",
-                     payload={"name": "get_weather", "params": {"city": "Paris"}}),
+        FunctionCall(
+            function="get_weather",
+            params={"city": "Paris"},
+            data="",
+            payload={"name": "get_weather", "params": {"city": "Paris"}},
+        ),
         AIAction(data={"do": "lookup"}),
         UnknownMessage(method="open_web_form", data={"f": 1}, payload={"p": 2}),
-        *[e for e in ce if type(e).__name__ in ("StartAnswering", "AgentAudio", "Pause",
-                                                  "Unpause", "Clear")],
+        *[
+            e
+            for e in ce
+            if type(e).__name__ in ("StartAnswering", "AgentAudio", "Pause", "Unpause", "Clear")
+        ],
     ]
     audio = [e.data for e in ce if type(e).__name__ == "AgentAudio"]
     assert audio == [b"\x01\x02\x03", b"\x04"]
@@ -73,9 +80,11 @@ def test_every_message_type_round_trips(pair: Pair) -> None:
     pair.client.send_ping(5.0)
     pair.now = 5.125
     ce, se = pair.pump()
-    assert se == [ClientAudio(data=b"\x10\x11" * 320),
-                  ClientMessage(method="web_form_response", data={"ok": 1}),
-                  ClientPing(data="5000")]
+    assert se == [
+        ClientAudio(data=b"\x10\x11" * 320),
+        ClientMessage(method="web_form_response", data={"ok": 1}),
+        ClientPing(data="5000"),
+    ]
     assert [e for e in ce if isinstance(e, Pong)] == [Pong(data="5000", rtt_ms=125.0)]
 
     s.send_session_ended({"why": "done"})
@@ -85,7 +94,9 @@ def test_every_message_type_round_trips(pair: Pair) -> None:
     closes = [e for e in ce + se if isinstance(e, ConnectionClosed)]
     # client first (it received the server's close), then the server (its close answered)
     assert [(c.code, c.initiator) for c in closes] == [
-        (1000, CloseInitiator.REMOTE), (1000, CloseInitiator.LOCAL)]
+        (1000, CloseInitiator.REMOTE),
+        (1000, CloseInitiator.LOCAL),
+    ]
     assert pair.cw.closed is not None and pair.sw.closed is not None
     assert pair.cw.data_to_send() == b"" and pair.sw.data_to_send() == b""
 
@@ -238,8 +249,9 @@ def test_pings_are_answered_while_open_and_never_after_our_close() -> None:
     assert pair.cw.data_to_send() == b""
     assert pair.cw.events() == []
     pair.cw.receive_data(server_frame(0x8, b"\x03\xe8"), 0)
-    assert pair.cw.events() == [ConnectionClosed(code=1000, reason="bye",
-                                                 initiator=CloseInitiator.LOCAL)]
+    assert pair.cw.events() == [
+        ConnectionClosed(code=1000, reason="bye", initiator=CloseInitiator.LOCAL)
+    ]
 
 
 def test_message_size_limit_closes_1009_whole_and_fragmented() -> None:
@@ -265,8 +277,7 @@ def test_server_initiated_close_is_answered_with_the_same_code() -> None:
     pair.client.send_audio(b"\0\0", 0)  # queued, but the peer closes first
     pair.cw.receive_data(server_frame(0x8, b"\x03\xf3" + b"internal"), 0)  # 1011
     ev = pair.cw.events()
-    assert ev[-1] == ConnectionClosed(code=1011, reason="internal",
-                                      initiator=CloseInitiator.REMOTE)
+    assert ev[-1] == ConnectionClosed(code=1011, reason="internal", initiator=CloseInitiator.REMOTE)
     first, payload, rest = parse_client_frame(pair.cw.data_to_send())
     # only our close reply, echoing the code; the queued audio is dropped (RFC 6455 §5.5.1)
     assert (first, payload[:2], rest) == (0x88, (1011).to_bytes(2, "big"), b"")
@@ -296,8 +307,9 @@ def test_eof_is_connection_lost_and_eof_after_our_close_is_local() -> None:
     pair.cw.close()
     pair.cw.data_to_send()
     pair.cw.receive_data(b"", 0)  # b"" is EOF too
-    assert pair.cw.events()[-1] == ConnectionClosed(code=1000, reason="",
-                                                    initiator=CloseInitiator.LOCAL)
+    assert pair.cw.events()[-1] == ConnectionClosed(
+        code=1000, reason="", initiator=CloseInitiator.LOCAL
+    )
 
 
 def test_eof_and_close_before_the_handshake() -> None:
@@ -307,8 +319,9 @@ def test_eof_and_close_before_the_handshake() -> None:
     cw.receive_data(None, 0)
     ev = cw.events()
     assert len(ev) == 1 and isinstance(ev[0], ConnectionClosed)
-    assert ev[0].initiator is CloseInitiator.LOST and "before the WebSocket handshake" in \
-        ev[0].reason
+    assert (
+        ev[0].initiator is CloseInitiator.LOST and "before the WebSocket handshake" in ev[0].reason
+    )
     cw2 = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
     cw2.close()
     assert cw2.events()[-1].initiator is CloseInitiator.LOCAL  # type: ignore[attr-defined]
@@ -319,9 +332,7 @@ def test_rejected_handshake_reports_status_and_body() -> None:
     cw = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
     cw.data_to_send()
     body = b"forbidden: bad origin"
-    cw.receive_data(
-        b"HTTP/1.1 403 Forbidden\r\ncontent-length: %d\r\n\r\n" % len(body) + body, 0
-    )
+    cw.receive_data(b"HTTP/1.1 403 Forbidden\r\ncontent-length: %d\r\n\r\n" % len(body) + body, 0)
     ev = cw.events()
     assert ev[0] == ConnectionRejected(status_code=403, body=body)
     assert isinstance(ev[1], ConnectionClosed) and "HTTP 403" in ev[1].reason
@@ -334,8 +345,10 @@ def test_rejected_handshake_reports_status_and_body() -> None:
 def test_invalid_handshake_response_raises_sticky_remote_error() -> None:
     cw = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
     cw.data_to_send()
-    bad = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-           b"Connection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n")
+    bad = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n"
+    )
     with pytest.raises(RemoteProtocolError, match="handshake response is invalid"):
         cw.receive_data(bad, 0)
     with pytest.raises(RemoteProtocolError):
@@ -390,8 +403,7 @@ def test_server_answers_ping_with_pong_echo_and_passes_custom_messages(pair: Pai
     pair.client.send_message("ping")
     ce, se = pair.pump()
     assert se == [ClientPing(data={"any": "thing"}), ClientPing(data=None)]
-    assert [e for e in ce if isinstance(e, Pong)] == [Pong(data={"any": "thing"}),
-                                                      Pong(data=None)]
+    assert [e for e in ce if isinstance(e, Pong)] == [Pong(data={"any": "thing"}), Pong(data=None)]
 
 
 def test_handshake_request_shape() -> None:

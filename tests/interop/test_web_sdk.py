@@ -26,8 +26,14 @@ EXE = str(Path(sys.executable).with_name("millis-proto"))
 def harness() -> Path:
     if shutil.which("node") is None:
         pytest.skip("LOUD SKIP: node is not installed, the official SDK cannot run")
-    proc = subprocess.run(["bash", str(HERE / "setup.sh")], capture_output=True, text=True,
-                          timeout=900, check=False, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["bash", str(HERE / "setup.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         if "needs root" in proc.stderr:
             pytest.skip(f"LOUD SKIP: Chromium cannot be installed here: {proc.stderr[-300:]}")
@@ -37,26 +43,53 @@ def harness() -> Path:
 
 def test_official_web_sdk_talks_to_our_local_agent(harness: Path, tmp_path: Path) -> None:
     scenario = tmp_path / "sdk.json"
-    scenario.write_text(json.dumps({
-        "turns": [{"transcript": "What is the weather in Paris?",
-                   "function_calls": [{"name": "get_weather", "params": {"city": "Paris"}}],
-                   "reply": "It is sunny in Paris."}],
-        # the SDK pings every 1000 frames of 8 ms: keep the session open past that
-        "idle_timeout_s": 7,
-    }))
-    server = subprocess.Popen([EXE, "serve", "--port", "0", "--scenario", str(scenario)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL)
+    scenario.write_text(
+        json.dumps(
+            {
+                "turns": [
+                    {
+                        "transcript": "What is the weather in Paris?",
+                        "function_calls": [{"name": "get_weather", "params": {"city": "Paris"}}],
+                        "reply": "It is sunny in Paris.",
+                    }
+                ],
+                # the SDK pings every 1000 frames of 8 ms: keep the session open past that
+                "idle_timeout_s": 7,
+            }
+        )
+    )
+    server = subprocess.Popen(
+        [EXE, "serve", "--port", "0", "--scenario", str(scenario)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert server.stdout is not None
         match = re.search(r"(ws://\S+)", server.stdout.readline())
         assert match
         out = tmp_path / "sdk.json.out"
         proc = subprocess.run(
-            ["node", str(harness / "run.mjs"), "--url", match.group(1), "--wav",
-             str(harness / "fixtures" / "hello_weather_16k.wav"), "--seconds", "40",
-             "--out", str(out), "--public-key", "pk-SDK-SECRET"],
-            capture_output=True, text=True, timeout=120, check=False, cwd=harness,
+            [
+                "node",
+                str(harness / "run.mjs"),
+                "--url",
+                match.group(1),
+                "--wav",
+                str(harness / "fixtures" / "hello_weather_16k.wav"),
+                "--seconds",
+                "40",
+                "--out",
+                str(out),
+                "--public-key",
+                "pk-SDK-SECRET",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=harness,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
     finally:
@@ -74,8 +107,7 @@ def test_official_web_sdk_talks_to_our_local_agent(harness: Path, tmp_path: Path
     assert [t["text"] for t in s["transcripts"]] == ["What is the weather in Paris?"]
     assert s["response_texts"][-1]["text"] == "It is sunny in Paris."
     assert s["response_texts"][-1]["payload"] == {"is_final": True}
-    assert s["functions"][0]["payload"] == {"name": "get_weather",
-                                            "params": {"city": "Paris"}}
+    assert s["functions"][0]["payload"] == {"name": "get_weather", "params": {"city": "Paris"}}
     assert s["audio_frames_received"] > 0 and s["audio_bytes_received"] % 2 == 0
     states = s["agent_states"]
     assert "prepare_answer" in states and "answer" in states

@@ -175,8 +175,9 @@ async def test_core_initiated_close_is_bounded_too(start_request: StartRequest) 
             assert trio.current_time() - before == pytest.approx(4)
         group.cancel_scope.cancel()
     assert isinstance(events[-1], ConnectionClosed)
-    assert session.closed == ConnectionClosed(code=1000, reason="session ended",
-                                              initiator=CloseInitiator.LOCAL)
+    assert session.closed == ConnectionClosed(
+        code=1000, reason="session ended", initiator=CloseInitiator.LOCAL
+    )
 
 
 async def test_memory_stream_pair_behaves_like_a_socket() -> None:

@@ -28,8 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     talk = sub.add_parser("talk", help="hold a conversation")
-    talk.add_argument("--endpoint", help="ws:// or wss:// URL (default: US-West with a key, "
-                      "the built-in local agent without one)")
+    talk.add_argument(
+        "--endpoint",
+        help="ws:// or wss:// URL (default: US-West with a key, "
+        "the built-in local agent without one)",
+    )
     talk.add_argument("--public-key", help="agent public key (or env MILLIS_PUBLIC_KEY)")
     talk.add_argument("--agent-id")
     talk.add_argument("--agent-config", metavar="FILE.json", help="agent_config JSON object")
@@ -37,18 +40,27 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--include-metadata-in-prompt", action="store_true")
     talk.add_argument("--session-id", help="continue a previous session")
     talk.add_argument("--input", metavar="WAV", help="audio file to speak (default: microphone)")
-    talk.add_argument("--output", metavar="WAV", help="write what the speaker would play "
-                      "(default: speaker)")
+    talk.add_argument(
+        "--output", metavar="WAV", help="write what the speaker would play (default: speaker)"
+    )
     talk.add_argument("--events", metavar="FILE.jsonl", help="write every event as JSON lines")
     talk.add_argument("--record", metavar="FILE.wav", help="stereo call recording")
     talk.add_argument("--chunk-ms", type=float, default=20.0, help="uplink frame size (ms)")
     talk.add_argument("--max-duration", type=float, metavar="SECONDS")
-    talk.add_argument("--idle-timeout", type=float, default=3.0, metavar="SECONDS",
-                      help="after the input ends, stop once the agent was idle this long")
+    talk.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="after the input ends, stop once the agent was idle this long",
+    )
     talk.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
     talk.add_argument("--scenario", metavar="FILE", help="scenario for the local agent")
-    talk.add_argument("--fast", action="store_true",
-                      help="virtual time (local agent with --input and --output only)")
+    talk.add_argument(
+        "--fast",
+        action="store_true",
+        help="virtual time (local agent with --input and --output only)",
+    )
     talk.add_argument("--plain", action="store_true", help="plain lines, no live view")
     talk.add_argument("--input-device", help="microphone index or name")
     talk.add_argument("--output-device", help="speaker index or name")

@@ -21,8 +21,7 @@ def serve_command(args: argparse.Namespace) -> int:
     numbers: dict[int, tuple[int, float]] = {}
 
     def on_event(session: ServerSession, event: Event) -> None:
-        number, origin = numbers.setdefault(id(session), (len(numbers) + 1,
-                                                          trio.current_time()))
+        number, origin = numbers.setdefault(id(session), (len(numbers) + 1, trio.current_time()))
         _log(number, trio.current_time() - origin, event)
         if type(event).__name__ == "ConnectionClosed":
             numbers.pop(id(session), None)
@@ -40,8 +39,9 @@ def serve_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         sys.stdout.write("stopped.\n")
     except OSError as exc:
-        sys.stderr.write(f"millis-proto: cannot listen on {args.host}:{args.port} "
-                         f"({exc.strerror or exc}).\n")
+        sys.stderr.write(
+            f"millis-proto: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}).\n"
+        )
         return 1
     return 0
 

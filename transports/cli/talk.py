@@ -45,40 +45,77 @@ def talk_command(args: argparse.Namespace) -> int:
         raise ConfigError("--chunk-ms must be positive.")
     if args.fast and not (target.local and args.input and args.output):
         raise ConfigError("--fast needs the local agent, --input and --output.")
-    return _run(args, target, input_path=args.input, output_path=args.output,
-                events_path=args.events, record_path=args.record, scenario=args.scenario)
+    return _run(
+        args,
+        target,
+        input_path=args.input,
+        output_path=args.output,
+        events_path=args.events,
+        record_path=args.record,
+        scenario=args.scenario,
+    )
 
 
 def demo_command(args: argparse.Namespace) -> int:
     """Talk to the local agent with the bundled spoken WAV; write reply.wav and events.jsonl."""
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    target = build_target(endpoint=None, public_key=None, agent_id=None, agent_config=None,
-                          metadata=None, include_metadata_in_prompt=False, session_id=None)
+    target = build_target(
+        endpoint=None,
+        public_key=None,
+        agent_id=None,
+        agent_config=None,
+        metadata=None,
+        include_metadata_in_prompt=False,
+        session_id=None,
+    )
     if not target.local:
         target = Target(endpoint="local", request=target.request)
     args.chunk_ms, args.max_duration, args.idle_timeout = 20.0, 60.0, 2.0
     args.cafile = None
-    status = _run(args, target, input_path=str(DATA / "demo.wav"),
-                  output_path=str(out / "reply.wav"), events_path=str(out / "events.jsonl"),
-                  record_path=None, scenario=str(DATA / "demo_scenario.json"))
-    sys.stdout.write(f"wrote {out / 'reply.wav'} (what the agent said, as played)\n"
-                     f"wrote {out / 'events.jsonl'} (every event, one JSON object per line)\n")
+    status = _run(
+        args,
+        target,
+        input_path=str(DATA / "demo.wav"),
+        output_path=str(out / "reply.wav"),
+        events_path=str(out / "events.jsonl"),
+        record_path=None,
+        scenario=str(DATA / "demo_scenario.json"),
+    )
+    sys.stdout.write(
+        f"wrote {out / 'reply.wav'} (what the agent said, as played)\n"
+        f"wrote {out / 'events.jsonl'} (every event, one JSON object per line)\n"
+    )
     return status
 
 
-def _run(args: argparse.Namespace, target: Target, *, input_path: str | None,
-         output_path: str | None, events_path: str | None, record_path: str | None,
-         scenario: str | None) -> int:
+def _run(
+    args: argparse.Namespace,
+    target: Target,
+    *,
+    input_path: str | None,
+    output_path: str | None,
+    events_path: str | None,
+    record_path: str | None,
+    scenario: str | None,
+) -> int:
     clock = trio.testing.MockClock(autojump_threshold=0) if args.fast else None
-    talk = functools.partial(_talk, args, target, input_path=input_path,
-                             output_path=output_path, events_path=events_path,
-                             record_path=record_path, scenario=scenario)
+    talk = functools.partial(
+        _talk,
+        args,
+        target,
+        input_path=input_path,
+        output_path=output_path,
+        events_path=events_path,
+        record_path=record_path,
+        scenario=scenario,
+    )
     return trio.run(talk, clock=clock)
 
 
-def _open_source(stack: ExitStack, path: str | None, device: str | None) -> AudioSource | \
-        LiveAudioSource:
+def _open_source(
+    stack: ExitStack, path: str | None, device: str | None
+) -> AudioSource | LiveAudioSource:
     if path is not None:
         from audio_backends import MissingExtraError
 
@@ -123,8 +160,9 @@ def _device(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def _connect(target: Target, args: argparse.Namespace, scenario: str | None) -> \
-        AbstractAsyncContextManager[ClientSession]:
+def _connect(
+    target: Target, args: argparse.Namespace, scenario: str | None
+) -> AbstractAsyncContextManager[ClientSession]:
     if target.local:
         return connect_in_memory(agent_handler(load_setup(scenario)), target.request)
     from .. import trio as trio_transport
@@ -132,9 +170,16 @@ def _connect(target: Target, args: argparse.Namespace, scenario: str | None) -> 
     return trio_transport.connect(target.endpoint, target.request, cafile=args.cafile)
 
 
-async def _talk(args: argparse.Namespace, target: Target, *, input_path: str | None,
-                output_path: str | None, events_path: str | None, record_path: str | None,
-                scenario: str | None) -> int:
+async def _talk(
+    args: argparse.Namespace,
+    target: Target,
+    *,
+    input_path: str | None,
+    output_path: str | None,
+    events_path: str | None,
+    record_path: str | None,
+    scenario: str | None,
+) -> int:
     with ExitStack() as stack:
         source = _open_source(stack, input_path, getattr(args, "input_device", None))
         sink = _open_sink(stack, output_path, getattr(args, "output_device", None))
@@ -161,16 +206,27 @@ async def _talk(args: argparse.Namespace, target: Target, *, input_path: str | N
                 view.progress(min(1.0, t / total))
             if t - last_level[level.source] >= LEVEL_LOG_INTERVAL:
                 last_level[level.source] = t
-                log.write_dict(t, {"event": "level", "source": level.source,
-                                   "rms_dbfs": round(level.rms_dbfs, 1),
-                                   "peak_dbfs": round(level.peak_dbfs, 1)})
+                log.write_dict(
+                    t,
+                    {
+                        "event": "level",
+                        "source": level.source,
+                        "rms_dbfs": round(level.rms_dbfs, 1),
+                        "peak_dbfs": round(level.peak_dbfs, 1),
+                    },
+                )
 
         try:
             async with _session(target, args, scenario) as session:
                 origin = trio.current_time()  # "t" counts from the connection's opening
                 outcome = await run_conversation(
-                    session, source, sink, on_event=on_event, on_level=on_level,
-                    chunk_ms=args.chunk_ms, idle_timeout=args.idle_timeout,
+                    session,
+                    source,
+                    sink,
+                    on_event=on_event,
+                    on_level=on_level,
+                    chunk_ms=args.chunk_ms,
+                    idle_timeout=args.idle_timeout,
                     max_duration=args.max_duration,
                     user_taps=[recorder.user] if recorder else (),
                     agent_taps=[recorder.agent] if recorder else (),
@@ -178,16 +234,22 @@ async def _talk(args: argparse.Namespace, target: Target, *, input_path: str | N
         except MillisError as exc:
             log.write_dict(trio.current_time() - origin, {"event": "error", "message": str(exc)})
             raise
-        log.write_dict(trio.current_time() - origin, {
-            "event": "finished", "reason": outcome.reason,
-            "sent_samples": outcome.sent_samples, "played_samples": outcome.played_samples,
-            "agent_audio_bytes": log.agent_audio_bytes,
-        })
+        log.write_dict(
+            trio.current_time() - origin,
+            {
+                "event": "finished",
+                "reason": outcome.reason,
+                "sent_samples": outcome.sent_samples,
+                "played_samples": outcome.played_samples,
+                "agent_audio_bytes": log.agent_audio_bytes,
+            },
+        )
     return 0
 
 
 @contextlib.asynccontextmanager
-async def _session(target: Target, args: argparse.Namespace,
-                   scenario: str | None) -> AsyncIterator[ClientSession]:
+async def _session(
+    target: Target, args: argparse.Namespace, scenario: str | None
+) -> AsyncIterator[ClientSession]:
     async with _connect(target, args, scenario) as session:
         yield session

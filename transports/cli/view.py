@@ -100,8 +100,9 @@ class RichView(View):
         self._levels = {"user": -90.0, "agent": -90.0}
         self._progress: float | None = None
         self._latency: float | None = None
-        self._live = Live(self._render(), console=self._console, refresh_per_second=12,
-                          transient=False)
+        self._live = Live(
+            self._render(), console=self._console, refresh_per_second=12, transient=False
+        )
         self._live.start()
 
     def _render(self) -> Any:
@@ -124,8 +125,7 @@ class RichView(View):
         )
         for source in ("user", "agent"):
             db = max(-60.0, self._levels[source])
-            status.add_row(f"{source:>5} level", ProgressBar(total=60, completed=db + 60,
-                                                             width=30))
+            status.add_row(f"{source:>5} level", ProgressBar(total=60, completed=db + 60, width=30))
         if self._progress is not None:
             status.add_row("input", ProgressBar(total=1.0, completed=self._progress, width=30))
         return Panel(Group(convo, status), title="millis-proto")

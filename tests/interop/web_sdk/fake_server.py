@@ -25,7 +25,9 @@ RATE = 16000
 
 def tone(seconds: float, hz: float = 440.0) -> bytes:
     n = int(RATE * seconds)
-    return b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / RATE))) for i in range(n))
+    return b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / RATE))) for i in range(n)
+    )
 
 
 async def handle(ws, args, log):
@@ -39,8 +41,14 @@ async def handle(ws, args, log):
 
     async def answer():
         await ws.send(json.dumps({"method": "start_answering"}))
-        await ws.send(json.dumps({"method": "ontranscript", "data": "hello", "payload": {"is_final": True}}))
-        await ws.send(json.dumps({"method": "onresponsetext", "data": "Hi there", "payload": {"is_final": True}}))
+        await ws.send(
+            json.dumps({"method": "ontranscript", "data": "hello", "payload": {"is_final": True}})
+        )
+        await ws.send(
+            json.dumps(
+                {"method": "onresponsetext", "data": "Hi there", "payload": {"is_final": True}}
+            )
+        )
         await asyncio.sleep(0.3)  # so the client sees a non-zero latency
         pcm = tone(1.0)
         step = len(pcm) // 8
@@ -91,7 +99,9 @@ async def handle(ws, args, log):
 async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--hold", type=float, default=2.0, help="seconds between agent audio and onsessionended")
+    p.add_argument(
+        "--hold", type=float, default=2.0, help="seconds between agent audio and onsessionended"
+    )
     p.add_argument("--log", default=None, help="JSON-lines file (default stderr)")
     args = p.parse_args()
     out = open(args.log, "a", buffering=1) if args.log else sys.stderr
