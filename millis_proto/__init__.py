@@ -56,6 +56,9 @@ from .events import (
     PlaybackOverflow,
     Pong,
     Ready,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
     ResponseText,
     SessionEnded,
     SessionReady,
@@ -68,6 +71,7 @@ from .events import (
 from .machine import CloseRequest
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .playback import PlaybackBuffer, PlaybackChunk
+from .reconnect import ContinuationFallback, ReconnectPolicy
 from .server import MillisServer, ServerPhase
 from .wire import ClientConnection, ServerConnection
 
@@ -100,6 +104,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionLost",
     "ConnectionRejected",
+    "ContinuationFallback",
     "Endpoint",
     "Event",
     "FailureKind",
@@ -119,6 +124,10 @@ __all__ = [
     "Pong",
     "PreReadyAudio",
     "Ready",
+    "ReconnectFailed",
+    "ReconnectPolicy",
+    "Reconnected",
+    "Reconnecting",
     "RemoteProtocolError",
     "ResponseText",
     "ServerConnection",

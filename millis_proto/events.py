@@ -43,6 +43,9 @@ __all__ = [
     "PlaybackOverflow",
     "Pong",
     "Ready",
+    "ReconnectFailed",
+    "Reconnected",
+    "Reconnecting",
     "ResponseText",
     "SessionEnded",
     "SessionReady",
@@ -366,3 +369,57 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, UnknownMessage):
         out["event"] = out.pop("method")
     return out
+
+
+# --- reconnecting (millis_proto.reconnect) -------------------------------------------------
+
+
+@dataclass(**_EVENT)
+class Reconnecting(Event):
+    """The connection dropped (or a reconnect attempt failed); ``attempt`` starts in ``delay`` s.
+
+    ``cause`` says why in a few words, ``kind`` is its :class:`~millis_proto.reconnect.EndKind`
+    value and ``code`` the close code if there was one. ``dropped_playback_samples``: agent
+    audio received but not yet played when the connection dropped (the server will not
+    resend it).
+    """
+
+    name: ClassVar[str] = "reconnecting"
+    attempt: int
+    delay: float
+    cause: str
+    kind: str
+    code: int | None = None
+    dropped_playback_samples: int = 0
+
+
+@dataclass(**_EVENT)
+class Reconnected(Event):
+    """A new connection is live again after ``downtime`` seconds and ``attempts`` attempts.
+
+    ``continued``: its ``initiate`` carried ``session_continuation`` with
+    ``previous_session_id`` and the server answered with ``onready``. Otherwise it is a fresh
+    session and ``fresh_reason`` says why. ``dropped_user_samples``: user audio given during
+    the gap, which was not sent.
+    """
+
+    name: ClassVar[str] = "reconnected"
+    session_id: str | None
+    continued: bool
+    downtime: float
+    attempts: int
+    previous_session_id: str | None = None
+    fresh_reason: str | None = None
+    dropped_user_samples: int = 0
+
+
+@dataclass(**_EVENT)
+class ReconnectFailed(Event):
+    """Reconnecting gave up: ``reason`` why, after ``attempts`` attempts and ``downtime`` s."""
+
+    name: ClassVar[str] = "reconnect_failed"
+    reason: str
+    attempts: int
+    downtime: float
+    cause: str
+    kind: str
