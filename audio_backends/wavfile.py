@@ -15,6 +15,9 @@ leaves a header claiming no audio. Here:
   to the last completed write. Samples go in before the sizes that count them, so an
   interruption between the two leaves a header that is short, never one that overstates.
 
+The path ``"-"`` writes the WAV to standard output as a stream (for pipes): its two sizes
+are the largest a WAV can hold, the usual mark of "length unknown", and are never patched.
+
 A WAV file's sizes are 32-bit: :data:`MAX_WAV_DATA_BYTES` is the bound (about 37 hours of
 16 kHz mono, 18 of stereo). A write past it raises :class:`~.errors.AudioFileError` and
 leaves the file valid and complete up to the bound.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from array import array
 from typing import BinaryIO
 
@@ -35,6 +39,8 @@ from .errors import AudioFileError
 __all__ = ["MAX_RECORDER_SKEW_S", "MAX_WAV_DATA_BYTES", "CallRecorder", "WavSink", "WavWriter"]
 
 _HEADER_BYTES = 44
+#: The path that means "standard output, as a stream".
+STDOUT_PATH = "-"
 #: Largest data chunk a WAV file can describe (its RIFF size field is 32-bit).
 MAX_WAV_DATA_BYTES = 0xFFFFFFFF - (_HEADER_BYTES - 8)
 #: How far one channel of a :class:`CallRecorder` may run ahead of the other before the
@@ -64,9 +70,14 @@ class WavWriter(CloseOnExit):
         self._frame_bytes = BYTES_PER_SAMPLE * channels
         self._limit = MAX_WAV_DATA_BYTES - MAX_WAV_DATA_BYTES % self._frame_bytes
         self._data_bytes = 0
+        self._streaming = self.path == STDOUT_PATH
         try:
-            self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115  # closed by close()
-            self._file.write(self._header())
+            if self._streaming:
+                self._file: BinaryIO | None = sys.stdout.buffer
+                self._file.write(self._header(data_bytes=self._limit))
+            else:
+                self._file = open(self.path, "wb")  # noqa: SIM115  # closed by close()
+                self._file.write(self._header())
             self._file.flush()
         except OSError as exc:
             raise AudioFileError(self.path, f"cannot be written: {exc.strerror}") from exc
@@ -76,12 +87,13 @@ class WavWriter(CloseOnExit):
         """Frames (one sample per channel) written so far."""
         return self._data_bytes // self._frame_bytes
 
-    def _header(self) -> bytes:
+    def _header(self, *, data_bytes: int | None = None) -> bytes:
+        size = self._data_bytes if data_bytes is None else data_bytes
         block_align = self._frame_bytes
         return b"".join(
             (
                 b"RIFF",
-                struct.pack("<I", _HEADER_BYTES - 8 + self._data_bytes),
+                struct.pack("<I", _HEADER_BYTES - 8 + size),
                 b"WAVEfmt ",
                 struct.pack(
                     "<IHHIIHH",
@@ -94,7 +106,7 @@ class WavWriter(CloseOnExit):
                     16,  # bits per sample
                 ),
                 b"data",
-                struct.pack("<I", self._data_bytes),
+                struct.pack("<I", size),
             )
         )
 
@@ -113,13 +125,16 @@ class WavWriter(CloseOnExit):
             try:
                 f.write(frames)
                 self._data_bytes += len(frames)
-                # Sizes after samples: an interruption here leaves the header short, not long.
-                f.seek(4)
-                f.write(struct.pack("<I", _HEADER_BYTES - 8 + self._data_bytes))
-                f.seek(_HEADER_BYTES - 4)
-                f.write(struct.pack("<I", self._data_bytes))
-                f.seek(0, os.SEEK_END)
-                f.flush()
+                if self._streaming:
+                    f.flush()
+                else:
+                    # Sizes after samples: an interruption here leaves the header short, not long.
+                    f.seek(4)
+                    f.write(struct.pack("<I", _HEADER_BYTES - 8 + self._data_bytes))
+                    f.seek(_HEADER_BYTES - 4)
+                    f.write(struct.pack("<I", self._data_bytes))
+                    f.seek(0, os.SEEK_END)
+                    f.flush()
             except OSError as exc:
                 raise AudioFileError(self.path, f"cannot be written: {exc.strerror}") from exc
         if full:
@@ -134,6 +149,12 @@ class WavWriter(CloseOnExit):
         """
         f, self._file = self._file, None
         if f is None:
+            return
+        if self._streaming:
+            try:
+                f.flush()  # standard output stays open for whoever else writes to it
+            except OSError as exc:
+                raise AudioFileError(self.path, f"cannot be finalized: {exc.strerror}") from exc
             return
         try:
             end = f.seek(0, os.SEEK_END)

@@ -36,6 +36,10 @@ __all__ = [
 #: What a byte stream raises when the connection under it fails. ``ssl.SSLError`` and
 #: ``socket.gaierror`` are ``OSError``s; the trio adapter re-raises trio's as anyio's.
 STREAM_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+#: OpenSSL's reasons for a handshake answered with something that is not TLS (plain HTTP).
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -104,8 +108,13 @@ def connect_failure(exc: BaseException, endpoint: Endpoint) -> ConnectionFailed:
             )
     for cause in causes:
         if isinstance(cause, ssl.SSLError):
+            hint = ""
+            if cause.reason in _NOT_TLS_REASONS:
+                # What OpenSSL says when the first bytes back are not a TLS record: the
+                # usual cause is a wss:// URL pointing at a plain ws:// server.
+                hint = "; the server does not seem to speak TLS: try ws:// instead of wss://"
             return ConnectionFailed(
-                f"The TLS handshake with {where} failed ({cause.reason or cause}).",
+                f"The TLS handshake with {where} failed ({cause.reason or cause}){hint}.",
                 kind=FailureKind.TLS,
             )
     for cause in causes:

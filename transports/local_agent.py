@@ -39,6 +39,7 @@ __all__ = [
     "converse",
     "espeak_voice",
     "load_setup",
+    "speech_fallback",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,15 @@ LOCAL_REQUEST = StartRequest(public_key="local-test-key", agent_id="local-agent"
 def agent_handler(
     setup: AgentSetup | None = None,
     *,
-    on_event: Callable[[ServerSession, Event], None] | None = None,
+    on_event: Callable[[ServerSession, AgentSession, Event], None] | None = None,
 ) -> Handler:
     """A serving handler that answers every connection with the local agent.
 
     Pass one ``setup`` for the whole server: it holds the session store (continuation)
     and the session-id counter that all connections share. ``on_event`` sees every event
-    of every session (for logging).
+    of every session (for logging), with the agent session that handled it, so a log can
+    use ``agent.session_id`` (the id the client was given; set once ``initiate`` was
+    accepted).
     """
     shared = setup if setup is not None else AgentSetup()
 
@@ -76,14 +79,37 @@ def agent_handler(
             if event is None:
                 agent.on_tick(now)
             else:
-                if on_event is not None:
-                    on_event(session, event)
                 agent.feed(event, now)
+                if on_event is not None:
+                    on_event(session, agent, event)
                 if isinstance(event, ConnectionClosed):
                     return
             await session.flush()
 
     return handler
+
+
+def speech_fallback() -> str | None:
+    """Why the local agent would speak its replies in tones here, or None if it can speak.
+
+    A sentence that also says how to get speech: espeak-ng renders the replies, and the
+    audio extra (soxr) resamples them to 16 kHz.
+    """
+    if shutil.which("espeak-ng") is None:
+        return (
+            "the local agent speaks in tones because espeak-ng is not installed; "
+            "install it (apt install espeak-ng, brew install espeak-ng) for speech"
+        )
+    from audio_backends import MissingExtraError
+
+    try:
+        from audio_backends.files import FileSource  # noqa: F401  # needs soxr and soundfile
+    except MissingExtraError as exc:
+        return (
+            f"the local agent speaks in tones because the audio extra is missing ({exc.name}); "
+            "pip install 'millis-proto[audio]' for speech"
+        )
+    return None
 
 
 def espeak_voice(

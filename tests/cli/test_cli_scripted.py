@@ -198,6 +198,12 @@ def test_pause_unpause_clear_are_applied_sample_exactly(tmp_path: Path) -> None:
     assert (
         t["onready"] < t["pause"] < t["unpause"] < t["clear"] < t["onsessionended"] <= t["closed"]
     ), t
+    # The interruption is shown with what of the answer was heard and what was dropped,
+    # the same figures as the clear's line in the events file.
+    clear = next(e for e in events if e["event"] == "clear")
+    heard, dropped = (round(clear[k] * 1000 / RATE) for k in ("played_samples", "dropped_samples"))
+    assert heard > 0 and dropped > 0
+    assert f"[you interrupted: {heard} ms of the answer heard, {dropped} ms dropped]" in proc.stdout
     assert abs((t["unpause"] - t["pause"]) - (T_UNPAUSE - T_PAUSE)) <= TOL_S
     assert names.count("start_answering") == 2
     assert [e["t"] for e in events] == sorted(e["t"] for e in events)
@@ -417,3 +423,23 @@ def test_unanswered_close_after_session_end_is_bounded(tmp_path: Path) -> None:
     # Sending stopped mid-input (the server stopped reading, so it saw at most that much).
     assert server.audio_bytes // 2 <= events[-1]["sent_samples"] < RATE
     sf.info(str(tmp_path / "out.wav"))
+
+
+# --- a server that accepts the WebSocket but never says onready --------------------------
+
+
+async def silent(conn: ScriptedConnection) -> None:
+    await asyncio.sleep(4)  # no onready, no audio: the client must say what it waits for
+
+
+def test_a_silent_server_shows_waiting_and_the_max_duration_end(tmp_path: Path) -> None:
+    with ScriptedServer(silent) as server:
+        proc = talk(tmp_path, server.url, max_duration="2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    waiting = next(line for line in lines if "waiting for the server…" in line)
+    assert 0.9 <= float(waiting.split("]")[0].strip("[ ")) < 2.0  # shown after ~1 s
+    assert "connected, session" not in proc.stdout
+    assert lines[-3].endswith("call ended: it reached --max-duration 2 s")
+    assert lines[-2].startswith(f"wrote {tmp_path / 'out.wav'} (")
+    assert lines[-1].startswith(f"wrote {tmp_path / 'ev.jsonl'} (")

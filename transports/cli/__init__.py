@@ -13,40 +13,100 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from millis_proto import MillisError
+from millis_proto import MillisError, __version__
 
 from .._errors import BaseExceptionGroup
+from .output import stdout_closed
 
 __all__ = ["main"]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default in its help, except for flags whose default is "unset"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number, 0 meaning "any free port"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a port: use 1-65535 (or 0 for any free port)"
+        )
+    return value
+
+
+def _add_view_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="print one line per event instead of the live terminal view",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="millis-proto",
         description="Talk to Millis AI voice agents (or to the built-in local agent).",
+        epilog="Run 'millis-proto COMMAND --help' for the flags of a command.",
+        formatter_class=_HelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"millis-proto {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    talk = sub.add_parser("talk", help="hold a conversation")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+    talk = command("talk", "hold a conversation (microphone and speaker, or WAV files)")
     talk.add_argument(
         "--endpoint",
         help="ws:// or wss:// URL (default: US-West with a key, "
         "the built-in local agent without one)",
     )
     talk.add_argument("--public-key", help="agent public key (or env MILLIS_PUBLIC_KEY)")
-    talk.add_argument("--agent-id")
-    talk.add_argument("--agent-config", metavar="FILE.json", help="agent_config JSON object")
-    talk.add_argument("--metadata", metavar="JSON", help="metadata JSON object")
-    talk.add_argument("--include-metadata-in-prompt", action="store_true")
-    talk.add_argument("--session-id", help="continue a previous session")
-    talk.add_argument("--input", metavar="WAV", help="audio file to speak (default: microphone)")
     talk.add_argument(
-        "--output", metavar="WAV", help="write what the speaker would play (default: speaker)"
+        "--agent-id",
+        help="the agent to talk to (needed for a remote endpoint unless --agent-config)",
     )
-    talk.add_argument("--events", metavar="FILE.jsonl", help="write every event as JSON lines")
-    talk.add_argument("--record", metavar="FILE.wav", help="stereo call recording")
-    talk.add_argument("--chunk-ms", type=float, default=20.0, help="uplink frame size (ms)")
-    talk.add_argument("--max-duration", type=float, metavar="SECONDS")
+    talk.add_argument(
+        "--agent-config", metavar="FILE.json", help="agent_config JSON object (overrides)"
+    )
+    talk.add_argument("--metadata", metavar="JSON", help="metadata JSON object for the agent")
+    talk.add_argument(
+        "--include-metadata-in-prompt",
+        action="store_true",
+        help="ask the agent to put --metadata into its prompt",
+    )
+    talk.add_argument("--session-id", help="continue a previous session (its id)")
+    talk.add_argument(
+        "--input", metavar="WAV", help="audio file to speak (default: the microphone)"
+    )
+    talk.add_argument(
+        "--output",
+        metavar="WAV",
+        help="write what the speaker would play to this WAV ('-': stdout; default: the speaker)",
+    )
+    talk.add_argument(
+        "--events", metavar="FILE.jsonl", help="write every event as JSON lines ('-': stdout)"
+    )
+    talk.add_argument(
+        "--record", metavar="FILE.wav", help="stereo call recording (you left, agent right)"
+    )
+    talk.add_argument("--chunk-ms", type=float, default=20.0, help="uplink frame size in ms")
+    talk.add_argument(
+        "--max-duration",
+        type=float,
+        metavar="SECONDS",
+        help="end the call after this long (default: no limit)",
+    )
     talk.add_argument(
         "--idle-timeout",
         type=float,
@@ -55,34 +115,44 @@ def _parser() -> argparse.ArgumentParser:
         help="after the input ends, stop once the agent was idle this long",
     )
     talk.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
-    talk.add_argument("--scenario", metavar="FILE", help="scenario for the local agent")
+    talk.add_argument(
+        "--scenario", metavar="FILE", help="scenario for the local agent (default: it echoes)"
+    )
     talk.add_argument(
         "--fast",
         action="store_true",
         help="virtual time (local agent with --input and --output only)",
     )
-    talk.add_argument("--plain", action="store_true", help="plain lines, no live view")
-    talk.add_argument("--input-device", help="microphone index or name")
-    talk.add_argument("--output-device", help="speaker index or name")
+    _add_view_flag(talk)
+    talk.add_argument("--input-device", help="microphone index or name (see 'devices')")
+    talk.add_argument("--output-device", help="speaker index or name (see 'devices')")
 
-    demo = sub.add_parser("demo", help="talk to the built-in local agent with a bundled WAV")
+    demo = command("demo", "talk to the built-in local agent with a bundled WAV")
     demo.add_argument("--fast", action="store_true", help="virtual time: no waiting")
     demo.add_argument("--out-dir", default=".", help="where reply.wav and events.jsonl go")
-    demo.add_argument("--plain", action="store_true")
+    _add_view_flag(demo)
 
-    serve = sub.add_parser("serve", help="run the built-in local agent as a server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--scenario", metavar="FILE", help="JSON or TOML scenario")
+    serve = command("serve", "run the built-in local agent as a WebSocket server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port", type=_port, default=8080, help="port to listen on (0: any free port)"
+    )
+    serve.add_argument(
+        "--scenario", metavar="FILE", help="JSON or TOML scenario (default: the agent echoes)"
+    )
 
-    sub.add_parser("devices", help="list audio devices")
+    command("devices", "list the audio devices (microphones and speakers)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
+        if args.command is None:
+            parser.print_help()
+            return 0
         if args.command == "talk":
             from .talk import talk_command
 
@@ -98,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .devices import devices_command
 
         return devices_command()
+    except BrokenPipeError:
+        # Whoever read our output stopped (``| head``): nothing left to say to them.
+        stdout_closed()
+        return 0
     except (KeyboardInterrupt, MillisError, BaseExceptionGroup) as exc:
         return _report(exc)
 
@@ -114,6 +188,9 @@ def _report(exc: BaseException) -> int:
     from millis_proto import ConfigError
 
     leaves = _leaves(exc)
+    if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
+        stdout_closed()
+        return 0
     if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
         sys.stderr.write("millis-proto: interrupted.\n")
         return 130

@@ -5,17 +5,20 @@ and ``"event"``: the Millis method name for server messages (``onready``, ``ontr
 ``onfunction``, unknown methods under their own name …) with their data and payload, or a
 client-side name (``latency``, ``rtt``, ``agent_state``, ``level``, ``error``, ``closed`` …).
 Agent audio frames are not logged one by one (50-125 a second); their bytes are counted in
-the ``closed`` line.
+the ``finished`` line. The path ``-`` means standard output.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from millis_proto import AgentAudio, Event, event_to_dict
+
+from .output import STDOUT, OutputError, stdout_closed
 
 __all__ = ["EventLog"]
 
@@ -26,8 +29,17 @@ class EventLog:
     def __init__(self, path: str | Path | None, *, secret: str | None = None) -> None:
         self._secret = secret or None  # never written, even if a server echoes it
         self._file: IO[str] | None = None
-        if path is not None:
-            self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115
+        self._owned = path is not None and str(path) != STDOUT
+        if path is not None and not self._owned:
+            self._file = sys.stdout
+        elif path is not None:
+            try:
+                self._file = Path(path).open("w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write the events file {str(path)!r} ({exc.strerror or exc}); "
+                    "pass --events a path in a directory that exists."
+                ) from None
         self.agent_audio_bytes = 0
         self.lines = 0
 
@@ -39,8 +51,15 @@ class EventLog:
         text = json.dumps(line, ensure_ascii=False, default=_fallback)
         if self._secret is not None:
             text = text.replace(self._secret, "***")
-        self._file.write(text + "\n")
-        self._file.flush()
+        try:
+            self._file.write(text + "\n")
+            self._file.flush()
+        except BrokenPipeError:
+            if self._owned:
+                raise
+            stdout_closed()  # the reader of stdout has gone (``| head``): stop quietly
+            self._file = None
+            return
         self.lines += 1
 
     def write(self, t: float, event: Event) -> None:
@@ -52,9 +71,9 @@ class EventLog:
 
     def close(self) -> None:
         """Flush and close; idempotent."""
-        if self._file is not None:
+        if self._file is not None and self._owned:
             self._file.close()
-            self._file = None
+        self._file = None
 
     def __enter__(self) -> EventLog:
         return self

@@ -1,55 +1,94 @@
-"""``millis-proto serve``: the built-in local agent on host:port until Ctrl-C."""
+"""``millis-proto serve``: the built-in local agent on host:port until Ctrl-C.
+
+One line per session event on stdout, labelled with the session id the client was given
+(``local-session-3``), so a client's log and the server's can be read side by side.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
-import sys
 
 import trio
 
-from millis_proto import Event, event_to_dict
+from millis_proto import Event, MillisError, event_to_dict
+from millis_proto.agent import AgentSession
 
-from ..local_agent import agent_handler, load_setup
+from .._errors import BaseExceptionGroup
+from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..server import ServerAddress, ServerSession, serve
+from .output import Lines
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve until interrupted, one line per session event on stdout."""
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     setup = load_setup(args.scenario)
-    numbers: dict[int, tuple[int, float]] = {}
+    out = Lines()
+    started: dict[int, tuple[int, float]] = {}  # per connection: its number, its start
+    connections = 0
 
-    def on_event(session: ServerSession, event: Event) -> None:
-        number, origin = numbers.setdefault(id(session), (len(numbers) + 1, trio.current_time()))
-        _log(number, trio.current_time() - origin, event)
+    def on_event(session: ServerSession, agent: AgentSession, event: Event) -> None:
+        nonlocal connections
+        if id(session) not in started:
+            connections += 1
+            started[id(session)] = (connections, trio.current_time())
+        number, origin = started[id(session)]
+        # Before the agent has given the session its id (a refused initiate) the line
+        # says which connection it is.
+        label = agent.agent.session_id or f"connection {number}"
+        _log(out, label, trio.current_time() - origin, event)
         if type(event).__name__ == "ConnectionClosed":
-            numbers.pop(id(session), None)
+            started.pop(id(session), None)
 
     handler = agent_handler(setup, on_event=on_event)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             address: ServerAddress = await nursery.start(serve, handler, args.host, args.port)
-            sys.stdout.write(f"serving the local agent on {address.url}\n")
-            sys.stdout.flush()
+            what = "the local echo agent" if args.scenario is None else "the local agent"
+            out.write(f"serving {what} on {address.url}")
+            if args.scenario is None:
+                out.write("(no --scenario: it answers each turn with the caller's own audio)")
+            else:
+                fallback = speech_fallback()
+                if fallback:
+                    out.write(f"note: {fallback}")
 
     try:
         trio.run(main)
     except KeyboardInterrupt:
-        sys.stdout.write("stopped.\n")
-    except OSError as exc:
-        sys.stderr.write(
-            f"millis-proto: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}).\n"
-        )
-        return 1
+        out.write("stopped.")
+    except (OSError, BaseExceptionGroup) as exc:
+        os_error = _os_error(exc)
+        if os_error is None:
+            raise
+        raise MillisError(_listen_failure(args.host, args.port, os_error)) from None
     return 0
 
 
-def _log(number: int, t: float, event: Event) -> None:
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError inside (nested) exception groups, if that is all there is."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def _listen_failure(host: str, port: int, exc: OSError) -> str:
+    """Why ``serve`` cannot listen, and what to do about it."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use; pass --port (another number, or 0 for any free port)."
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs more privileges; pass --port 1024 or higher."
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; pass --host (e.g. 127.0.0.1)."
+    return f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port."
+
+
+def _log(out: Lines, label: str, t: float, event: Event) -> None:
     record = event_to_dict(event)
     if record["event"] == "client_audio":
         return  # 50 a second; not worth a line each
     fields = " ".join(f"{k}={v!r}" for k, v in record.items() if k != "event")
-    sys.stdout.write(f"[session {number} {t:7.2f}] {record['event']} {fields}\n")
-    sys.stdout.flush()
+    out.write(f"[{label} {t:7.2f}] {record['event']} {fields}".rstrip())

@@ -3,31 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import sys
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, ExitStack
 from pathlib import Path
 
 import trio
 import trio.testing
 
-from audio_backends import AudioLevel, AudioSink, CallRecorder, MemorySource, WavSink
+from audio_backends import (
+    AudioDeviceError,
+    AudioLevel,
+    AudioSink,
+    CallRecorder,
+    MemorySource,
+    WavSink,
+)
 from audio_backends.protocols import AudioSource, LiveAudioSource
-from millis_proto import ConfigError, Event, MillisError
+from millis_proto import SAMPLE_RATE, ConfigError, Event, MillisError, Ready, SessionEnded
 
 from .._client import ClientSession
-from ..conversation import run_conversation
-from ..local_agent import agent_handler, load_setup
+from .._session import background
+from ..conversation import Outcome, run_conversation
+from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..memory import connect_in_memory
 from .eventlog import EventLog
 from .options import Target, build_target
-from .view import make_view
+from .output import STDOUT, Lines, ensure_directory
+from .turn_latency import TurnLatency
+from .view import View, make_view
 
 DATA = Path(__file__).parent / "data"
 #: Log a level line per source at most this often (blocks come every 20 ms).
 LEVEL_LOG_INTERVAL = 0.1
+#: Say "waiting for the server…" when it has not said ``onready`` after this long.
+WAITING_NOTICE_S = 1.0
 
 
 def talk_command(args: argparse.Namespace) -> int:
@@ -58,8 +68,7 @@ def talk_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     """Talk to the local agent with the bundled spoken WAV; write reply.wav and events.jsonl."""
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_directory(args.out_dir, "--out-dir")
     target = build_target(
         endpoint=None,
         public_key=None,
@@ -73,7 +82,7 @@ def demo_command(args: argparse.Namespace) -> int:
         target = Target(endpoint="local", request=target.request)
     args.chunk_ms, args.max_duration, args.idle_timeout = 20.0, 60.0, 2.0
     args.cafile = None
-    status = _run(
+    return _run(
         args,
         target,
         input_path=str(DATA / "demo.wav"),
@@ -82,11 +91,6 @@ def demo_command(args: argparse.Namespace) -> int:
         record_path=None,
         scenario=str(DATA / "demo_scenario.json"),
     )
-    sys.stdout.write(
-        f"wrote {out / 'reply.wav'} (what the agent said, as played)\n"
-        f"wrote {out / 'events.jsonl'} (every event, one JSON object per line)\n"
-    )
-    return status
 
 
 def _run(
@@ -132,7 +136,10 @@ def _open_source(
             return stack.enter_context(MemorySource(pcm))
     from audio_backends import Microphone
 
-    return stack.enter_context(Microphone(device=_device(device)))
+    try:
+        return stack.enter_context(Microphone(device=_device(device)))
+    except AudioDeviceError as exc:
+        raise AudioDeviceError(f"{exc} Pass --input FILE.wav to speak from a file.") from exc
 
 
 def _protocol_wav(path: str) -> bytes | None:
@@ -153,7 +160,12 @@ def _open_sink(stack: ExitStack, path: str | None, device: str | None) -> AudioS
         return stack.enter_context(WavSink(path))
     from audio_backends import Speaker
 
-    return stack.enter_context(Speaker(device=_device(device)))
+    try:
+        return stack.enter_context(Speaker(device=_device(device)))
+    except AudioDeviceError as exc:
+        raise AudioDeviceError(
+            f"{exc} Pass --output FILE.wav to write the answer to a file."
+        ) from exc
 
 
 def _device(value: str | None) -> int | str | None:
@@ -170,6 +182,57 @@ def _connect(
     return trio_transport.connect(target.endpoint, target.request, cafile=args.cafile)
 
 
+def _human_output(*paths: str | None) -> Lines:
+    """Where the lines for the person go: stdout, or stderr when stdout carries a file."""
+    return Lines(sys.stderr if STDOUT in paths else sys.stdout)
+
+
+def _notes_before(target: Target, scenario: str | None) -> list[str]:
+    """What the person should know before the call starts (about the local agent)."""
+    if not target.local:
+        return []
+    if scenario is None:
+        return [
+            "the local agent is an echo: it answers each turn with your own audio "
+            "(pass --scenario FILE for scripted answers)"
+        ]
+    fallback = speech_fallback()
+    return [fallback] if fallback else []
+
+
+def _end_reason(outcome: Outcome, args: argparse.Namespace, agent_ended: bool) -> str:
+    """Why the call ended, in words."""
+    if outcome.reason == "idle":
+        return (
+            f"the input ended and the agent was idle for {args.idle_timeout:g} s (--idle-timeout)"
+        )
+    if outcome.reason == "max_duration":
+        return f"it reached --max-duration {args.max_duration:g} s"
+    if agent_ended:
+        return "the agent ended the session"
+    code = outcome.closed.code if outcome.closed is not None else None
+    return f"the server closed the connection (code {code})"
+
+
+def _wrote(
+    sink: AudioSink,
+    recorder: CallRecorder | None,
+    log: EventLog,
+    *,
+    output_path: str | None,
+    events_path: str | None,
+) -> list[str]:
+    lines = []
+    if output_path is not None and output_path != STDOUT and isinstance(sink, WavSink):
+        seconds = sink.written_samples / SAMPLE_RATE
+        lines.append(f"wrote {output_path} ({seconds:.1f} s: what the agent said, as played)")
+    if recorder is not None and recorder.path != STDOUT:
+        lines.append(f"wrote {recorder.path} (stereo call recording: you left, agent right)")
+    if events_path is not None and events_path != STDOUT:
+        lines.append(f"wrote {events_path} ({log.lines} events, one JSON object per line)")
+    return lines
+
+
 async def _talk(
     args: argparse.Namespace,
     target: Target,
@@ -180,22 +243,37 @@ async def _talk(
     record_path: str | None,
     scenario: str | None,
 ) -> int:
+    human = _human_output(output_path, events_path, record_path)
     with ExitStack() as stack:
         source = _open_source(stack, input_path, getattr(args, "input_device", None))
         sink = _open_sink(stack, output_path, getattr(args, "output_device", None))
         recorder = stack.enter_context(CallRecorder(record_path)) if record_path else None
         secret = target.request.public_key
         log = stack.enter_context(EventLog(events_path, secret=secret))
-        view = make_view(plain=args.plain, secret=secret)
-        stack.callback(view.close)
         origin = trio.current_time()
+        view: View = make_view(
+            plain=args.plain,
+            secret=secret,
+            out=human,
+            clock=lambda: trio.current_time() - origin,
+        )
+        stack.callback(view.close)
         last_level = {"user": -1.0, "agent": -1.0}
         total = getattr(source, "duration_s", None)
+        turns = TurnLatency(block_s=args.chunk_ms / 1000)
+        ready = trio.CancelScope()
+        agent_ended = False
+        for note in _notes_before(target, scenario):
+            view.note(0.0, note)
 
         def on_event(_t: float, event: Event) -> None:
+            nonlocal agent_ended
             # One clock for every line (levels, errors, "finished" use it too), so the
             # file's "t" never goes backwards.
             t = trio.current_time() - origin
+            if isinstance(event, Ready):
+                ready.cancel()
+            agent_ended = agent_ended or isinstance(event, SessionEnded)
             log.write(t, event)
             view.event(t, event)
 
@@ -204,6 +282,10 @@ async def _talk(
             view.level(level.source, level.rms_dbfs)
             if level.source == "user" and total:
                 view.progress(min(1.0, t / total))
+            latency = turns.feed(level)
+            if latency is not None:
+                view.turn_latency(t, latency)
+                log.write_dict(t, {"event": "turn_latency", "ms": round(latency * 1000, 1)})
             if t - last_level[level.source] >= LEVEL_LOG_INTERVAL:
                 last_level[level.source] = t
                 log.write_dict(
@@ -216,26 +298,35 @@ async def _talk(
                     },
                 )
 
+        async def announce_waiting() -> None:
+            with ready:
+                await trio.sleep(WAITING_NOTICE_S)
+                view.note(trio.current_time() - origin, "waiting for the server…")
+
         try:
-            async with _session(target, args, scenario) as session:
-                origin = trio.current_time()  # "t" counts from the connection's opening
-                outcome = await run_conversation(
-                    session,
-                    source,
-                    sink,
-                    on_event=on_event,
-                    on_level=on_level,
-                    chunk_ms=args.chunk_ms,
-                    idle_timeout=args.idle_timeout,
-                    max_duration=args.max_duration,
-                    user_taps=[recorder.user] if recorder else (),
-                    agent_taps=[recorder.agent] if recorder else (),
-                )
+            async with background() as tasks:
+                tasks.start_soon(announce_waiting)
+                async with _connect(target, args, scenario) as session:
+                    origin = trio.current_time()  # "t" counts from the connection's opening
+                    outcome = await run_conversation(
+                        session,
+                        source,
+                        sink,
+                        on_event=on_event,
+                        on_level=on_level,
+                        chunk_ms=args.chunk_ms,
+                        idle_timeout=args.idle_timeout,
+                        max_duration=args.max_duration,
+                        user_taps=[recorder.user] if recorder else (),
+                        agent_taps=[recorder.agent] if recorder else (),
+                    )
+                ready.cancel()
         except MillisError as exc:
             log.write_dict(trio.current_time() - origin, {"event": "error", "message": str(exc)})
             raise
+        t = trio.current_time() - origin
         log.write_dict(
-            trio.current_time() - origin,
+            t,
             {
                 "event": "finished",
                 "reason": outcome.reason,
@@ -244,12 +335,8 @@ async def _talk(
                 "agent_audio_bytes": log.agent_audio_bytes,
             },
         )
+        view.note(t, f"call ended: {_end_reason(outcome, args, agent_ended)}")
+    # After the files are closed (finalized): what the person can now open.
+    for line in _wrote(sink, recorder, log, output_path=output_path, events_path=events_path):
+        human.write(line)
     return 0
-
-
-@contextlib.asynccontextmanager
-async def _session(
-    target: Target, args: argparse.Namespace, scenario: str | None
-) -> AsyncIterator[ClientSession]:
-    async with _connect(target, args, scenario) as session:
-        yield session

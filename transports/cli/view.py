@@ -1,20 +1,27 @@
 """What the person sees: a live panel on a terminal (rich), plain lines otherwise.
 
 Both views take the same calls: :meth:`View.event` for every session event,
-:meth:`View.level` for audio levels, :meth:`View.progress` for the ``--input`` file.
-Transcript and response lines are shown as they firm up: a partial replaces the previous
-partial of the same speaker, a final line stays.
+:meth:`View.level` for audio levels, :meth:`View.progress` for the ``--input`` file,
+:meth:`View.turn_latency` for each measured turn and :meth:`View.note` for the command's
+own remarks (fallbacks, "waiting for the server…"). Transcript and response lines are
+shown as they firm up: a partial replaces the previous partial of the same speaker, a
+final line stays. The live panel reads without colour: each level is a number and a bar
+of filled blocks, labels sit in one column, and an elapsed clock runs in the title.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+import time
+from collections.abc import Callable
+from typing import Any
 
 from millis_proto import (
+    SAMPLE_RATE,
     AgentStateChanged,
     AnswerLatency,
     BadMessage,
+    Clear,
     ConnectionClosed,
     Event,
     FunctionCall,
@@ -25,7 +32,27 @@ from millis_proto import (
     UnknownMessage,
 )
 
-__all__ = ["PlainView", "RichView", "View", "make_view"]
+from .output import Lines
+
+__all__ = ["PlainView", "RichView", "View", "level_bar", "make_view"]
+
+#: The quietest level the meters show; anything below reads as an empty bar.
+METER_FLOOR_DBFS = -60.0
+#: Width of the level bars, in characters.
+METER_WIDTH = 24
+
+
+def _ms(samples: int) -> str:
+    return f"{samples * 1000 / SAMPLE_RATE:.0f} ms"
+
+
+def level_bar(rms_dbfs: float, width: int = METER_WIDTH) -> str:
+    """``"-23 dB ██████████░░░░"``: the level as a number and a bar that needs no colour."""
+    fraction = min(1.0, max(0.0, (rms_dbfs - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS))
+    filled = round(fraction * width)
+    shown = max(rms_dbfs, METER_FLOOR_DBFS)
+    number = f"{shown:4.0f} dB" if rms_dbfs > METER_FLOOR_DBFS else " -∞ dB"
+    return f"{number} {'█' * filled}{'░' * (width - filled)}"
 
 
 def _line_for(event: Event) -> str | None:
@@ -41,7 +68,12 @@ def _line_for(event: Event) -> str | None:
     if isinstance(event, AgentStateChanged):
         return f"agent state: {event.state.value}"
     if isinstance(event, AnswerLatency):
-        return f"latency: {event.ms:.0f} ms"
+        return f"latency reported by the server: {event.ms:.0f} ms"
+    if isinstance(event, Clear):
+        return (
+            f"[you interrupted: {_ms(event.played_samples)} of the answer heard, "
+            f"{_ms(event.dropped_samples)} dropped]"
+        )
     if isinstance(event, BadMessage):
         return f"warning: {event.reason}"
     if isinstance(event, UnknownMessage):
@@ -65,41 +97,66 @@ class View:
     def progress(self, fraction: float) -> None:
         """Show how much of the input file has been sent (0..1)."""
 
+    def turn_latency(self, t: float, seconds: float) -> None:
+        """Show a measured turn latency (end of the user's speech to the agent's audio)."""
+
+    def note(self, t: float, text: str) -> None:
+        """Show a remark of the command itself."""
+
     def close(self) -> None:
         """Stop drawing."""
+
+
+def _turn_line(seconds: float) -> str:
+    return f"turn latency: {seconds * 1000:.0f} ms (end of your speech to the agent's audio)"
 
 
 class PlainView(View):
     """One line per meaningful event, for pipes, logs and CI."""
 
-    def __init__(self, out: IO[str] | None = None, *, secret: str | None = None) -> None:
-        self._out = out if out is not None else sys.stdout
+    def __init__(self, out: Lines | None = None, *, secret: str | None = None) -> None:
+        self._out = out if out is not None else Lines()
         self._secret = secret or None
+
+    def _write(self, t: float, line: str) -> None:
+        if self._secret is not None:
+            line = line.replace(self._secret, "***")
+        self._out.write(f"[{t:7.2f}] {line}")
 
     def event(self, t: float, event: Event) -> None:
         line = _line_for(event)
         if line is not None:
-            if self._secret is not None:
-                line = line.replace(self._secret, "***")
-            self._out.write(f"[{t:7.2f}] {line}\n")
-            self._out.flush()
+            self._write(t, line)
+
+    def turn_latency(self, t: float, seconds: float) -> None:
+        self._write(t, _turn_line(seconds))
+
+    def note(self, t: float, text: str) -> None:
+        self._write(t, text)
 
 
 class RichView(View):
-    """A live panel: conversation lines, agent state, level meters, input progress."""
+    """A live panel: conversation lines, agent state, level meters, input progress.
 
-    def __init__(self, *, secret: str | None = None) -> None:
+    ``clock`` gives the seconds since the call started, for the elapsed time in the title.
+    """
+
+    def __init__(
+        self, *, secret: str | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self._console = Console()
         self._secret = secret or None
+        started = time.monotonic()
+        self._clock = clock if clock is not None else (lambda: time.monotonic() - started)
         self._lines: list[str] = []
         self._partial: dict[str, str] = {}
         self._state = "idle"
-        self._levels = {"user": -90.0, "agent": -90.0}
+        self._levels = {"user": -100.0, "agent": -100.0}
         self._progress: float | None = None
-        self._latency: float | None = None
+        self._turn: float | None = None
         self._live = Live(
             self._render(), console=self._console, refresh_per_second=12, transient=False
         )
@@ -108,7 +165,6 @@ class RichView(View):
     def _render(self) -> Any:
         from rich.console import Group
         from rich.panel import Panel
-        from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
 
@@ -117,18 +173,22 @@ class RichView(View):
             shown = line if self._secret is None else line.replace(self._secret, "***")
             convo.append(shown + "\n")
         for who, text in self._partial.items():
-            convo.append(f"{who}: {text}…\n", style="dim")
+            convo.append(f"{who + ':':<7}{text}…\n", style="dim")
         status = Table.grid(padding=(0, 2))
-        status.add_row(
-            Text(f"agent: {self._state}", style="bold"),
-            Text(f"latency: {self._latency:.0f} ms" if self._latency is not None else ""),
-        )
-        for source in ("user", "agent"):
-            db = max(-60.0, self._levels[source])
-            status.add_row(f"{source:>5} level", ProgressBar(total=60, completed=db + 60, width=30))
+        status.add_column(min_width=13, no_wrap=True)  # one column for every label
+        status.add_column(no_wrap=True)
+        status.add_row(Text("agent state", style="bold"), Text(self._state, style="bold"))
+        turn = f"{self._turn * 1000:.0f} ms" if self._turn is not None else "-"
+        status.add_row("turn latency", turn)
+        status.add_row("you", level_bar(self._levels["user"]))
+        status.add_row("agent", level_bar(self._levels["agent"]))
         if self._progress is not None:
-            status.add_row("input", ProgressBar(total=1.0, completed=self._progress, width=30))
-        return Panel(Group(convo, status), title="millis-proto")
+            filled = round(self._progress * METER_WIDTH)
+            bar = "█" * filled + "░" * (METER_WIDTH - filled)
+            status.add_row("input sent", f"{self._progress * 100:4.0f} %  {bar}")
+        minutes, seconds = divmod(max(0.0, self._clock()), 60)
+        title = f"millis-proto · {int(minutes):02d}:{seconds:04.1f}"
+        return Panel(Group(convo, status), title=title)
 
     def _refresh(self) -> None:
         self._live.update(self._render())
@@ -141,7 +201,7 @@ class RichView(View):
         elif isinstance(event, AgentStateChanged):
             self._state = event.state.value
         elif isinstance(event, AnswerLatency):
-            self._latency = event.ms
+            pass  # the server's own figure; the panel shows the turn latency heard
         else:
             line = _line_for(event)
             if line is not None:
@@ -151,7 +211,7 @@ class RichView(View):
     def _speech(self, who: str, text: str, final: bool) -> None:
         if final:
             self._partial.pop(who, None)
-            self._lines.append(f"{who}: {text}")
+            self._lines.append(f"{who + ':':<7}{text}")
         else:
             self._partial[who] = text
 
@@ -163,18 +223,35 @@ class RichView(View):
         self._progress = fraction
         self._refresh()
 
+    def turn_latency(self, t: float, seconds: float) -> None:
+        self._turn = seconds
+        self._refresh()
+
+    def note(self, t: float, text: str) -> None:
+        self._lines.append(text)
+        self._refresh()
+
     def close(self) -> None:
         self._live.stop()
 
 
-def make_view(plain: bool = False, *, secret: str | None = None) -> View:
+def make_view(
+    plain: bool = False,
+    *,
+    secret: str | None = None,
+    out: Lines | None = None,
+    clock: Callable[[], float] | None = None,
+) -> View:
     """A live view on a terminal (when rich is installed), plain lines otherwise.
 
-    ``secret`` (the public key) is replaced by ``***`` wherever a server message shows it.
+    ``out`` is where plain lines go (stdout by default); a live view is drawn only when
+    that is a terminal's stdout. ``secret`` (the public key) is replaced by ``***``
+    wherever a server message shows it.
     """
-    if not plain and sys.stdout.isatty():
+    out = out if out is not None else Lines()
+    if not plain and out.stream is sys.stdout and sys.stdout.isatty():
         try:
-            return RichView(secret=secret)
+            return RichView(secret=secret, clock=clock)
         except ImportError:
             pass
-    return PlainView(secret=secret)
+    return PlainView(out, secret=secret)
