@@ -1,10 +1,10 @@
-"""The ``millis-proto`` command: talk, serve, demo, devices.
+"""The ``millis-proto`` command: talk, serve, demo, devices, test.
 
 Exit status: 0 when the session ended normally (the server ended it, or the input finished
 and the agent went idle); 1 with one sentence on stderr for a lost connection, a refused
 certificate, a rejected handshake, an unreadable WAV; 2 for invalid flags or config; 130
-after Ctrl-C (the session is closed cleanly first). Files being written are valid in
-every case. The public key never appears in any output.
+after Ctrl-C (the session is closed cleanly first); ``test`` exits 1 when a case failed.
+Files being written are valid in every case. The public key never appears in any output.
 """
 
 from __future__ import annotations
@@ -142,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     command("devices", "list the audio devices (microphones and speakers)")
+
+    from .suites import add_test_parser
+
+    add_test_parser(command("test", "run a voice-agent test suite (TOML or JSON)"))
     return p
 
 
@@ -161,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .talk import demo_command
 
             return demo_command(args)
+        if args.command == "test":
+            from .suites import test_command
+
+            return test_command(args)
         if args.command == "serve":
             from .serve import serve_command
 
