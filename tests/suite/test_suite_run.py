@@ -177,3 +177,14 @@ def test_endpoint_flags_need_an_endpoint(flag: str) -> None:
     proc = _cli(str(EXAMPLES / "suite.toml"), flag, "x")
     assert proc.returncode == 2
     assert "need --endpoint" in proc.stderr
+
+
+def test_unwritable_outputs_fail_with_one_sentence(tmp_path: Path) -> None:
+    proc = _cli(str(EXAMPLES / "suite.toml"), "--report", str(tmp_path / "no" / "such" / "r.html"))
+    assert proc.returncode == 1
+    assert proc.stdout == ""  # refused before running anything
+    assert proc.stderr.startswith("millis-proto: cannot write --report")
+    proc = _cli(str(EXAMPLES / "suite.toml"), "--junit", "/dev/full")  # a full device
+    assert proc.returncode == 1
+    assert "cannot write --junit '/dev/full' (No space left on device)" in proc.stderr
+    assert "Traceback" not in proc.stderr

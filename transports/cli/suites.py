@@ -19,6 +19,7 @@ from ..local_agent import LOCAL_REQUEST
 from ..suite.format import Case
 from ..suite.runner import CaseResult, SuiteResult, load_suite, run_suite
 from .options import build_target
+from .output import OutputError, ensure_directory
 
 __all__ = ["add_test_parser", "test_command"]
 
@@ -104,6 +105,11 @@ def test_command(args: argparse.Namespace) -> int:
         raise ConfigError("--repeat must be at least 1.")
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1.")
+    for flag, path in (("--junit", args.junit), ("--report", args.report)):
+        if path:
+            _writable(path, flag)
+    if args.out_dir:
+        ensure_directory(args.out_dir, "--out-dir")
     total = len(loaded.suite.cases) * args.repeat
     progress = Progress(total, sys.stdout, live=sys.stdout.isatty() and not args.plain)
     with tempfile.TemporaryDirectory(prefix="millis-suite-") as scratch:
@@ -126,14 +132,29 @@ def test_command(args: argparse.Namespace) -> int:
             progress.close()
         _summary(result, args.repeat)
         if args.junit:
-            from ..suite.junit import write_junit
+            from ..suite.junit import junit_xml
 
-            write_junit(result, args.junit)
+            _write(args.junit, "--junit", junit_xml(result))
         if args.report:
-            from ..suite.report import write_report
+            from ..suite.report import render_report
 
-            write_report(result, args.report)
+            _write(args.report, "--report", render_report(result))
     return 0 if result.passed else 1
+
+
+def _writable(path: str, flag: str) -> None:
+    """Fail before the run, not after it, when ``path`` cannot be written."""
+    _write(path, flag, "")
+
+
+def _write(path: str, flag: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {flag} {path!r} ({exc.strerror or exc}); "
+            "pass a file in a directory you can write to."
+        ) from None
 
 
 def _summary(result: SuiteResult, repeat: int) -> None:
