@@ -6,6 +6,12 @@ sink pulls the playback buffer at its pace, every event goes to ``on_event``. It
 the server closes, when the input has finished and the agent has been idle for
 ``idle_timeout`` seconds, or after ``max_duration`` seconds; then the agent audio still
 buffered (a goodbye) is played out, bounded by ``drain_timeout``.
+
+The session may be a :class:`~transports.reconnect.ReconnectingSession`: a reconnect is
+then part of the conversation (between ``reconnecting`` and ``reconnected``), never
+counted as idle. The input keeps streaming at its pace and the sink keeps pulling
+(silence during the gap), so the outputs stay on the wall-clock timeline, and
+``max_duration`` counts the whole call.
 """
 
 from __future__ import annotations
@@ -26,9 +32,14 @@ from millis_proto import (
     ConnectionClosed,
     Event,
     MillisError,
+    PlaybackChunk,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
 )
 
 from ._client import ClientSession
+from .reconnect import ReconnectingSession
 
 __all__ = ["Outcome", "Silence", "run_conversation"]
 
@@ -57,7 +68,7 @@ class Outcome:
 
 
 async def run_conversation(
-    session: ClientSession,
+    session: ClientSession | ReconnectingSession,
     source: AudioSource | LiveAudioSource,
     sink: AudioSink,
     *,
@@ -77,6 +88,8 @@ async def run_conversation(
     input_done_at = math.inf
     state = AgentState.IDLE
     idle_since = origin
+    reconnecting = False
+    played = 0
     reason = "server_closed"
 
     async def send(pcm: bytes) -> None:
@@ -118,12 +131,17 @@ async def run_conversation(
             input_done_at = min(input_done_at, anyio.current_time())
             input_done.set()
 
-    # Counted by the playback buffer: ``play`` is cancelled, so its return value is lost.
-    played_before = session.client.playback.played_samples
+    def pull(n_samples: int) -> PlaybackChunk:
+        # Counted here, not by a playback buffer: a reconnect brings a new buffer, and
+        # ``play`` is cancelled, so its return value is lost.
+        nonlocal played
+        chunk = session.pull_playback(n_samples)
+        played += chunk.real_samples
+        return chunk
 
     async def play() -> None:
         await play_to_sink(
-            session.pull_playback,
+            pull,
             sink,
             block_ms=chunk_ms,
             start=origin,
@@ -142,7 +160,8 @@ async def run_conversation(
                 reason = "max_duration"
                 break
             quiet = (
-                state is AgentState.IDLE
+                not reconnecting
+                and state is AgentState.IDLE
                 and input_done.is_set()
                 and not session.client.playback.queued_samples
             )
@@ -163,6 +182,9 @@ async def run_conversation(
             if isinstance(event, AgentStateChanged):
                 state = event.state
                 idle_since = anyio.current_time()
+            elif isinstance(event, (Reconnecting, Reconnected, ReconnectFailed)):
+                reconnecting = isinstance(event, Reconnecting)
+                idle_since = anyio.current_time()
             if isinstance(event, ConnectionClosed):
                 break
         tg.cancel_scope.cancel()
@@ -181,7 +203,7 @@ async def run_conversation(
         while session.client.playback.queued_samples:
             block = round(chunk_ms * SAMPLE_RATE / 1000)
             await play_to_sink(
-                session.pull_playback,
+                pull,
                 sink,
                 block_ms=chunk_ms,
                 start=end,
@@ -193,5 +215,5 @@ async def run_conversation(
         reason=reason,
         closed=session.closed,
         sent_samples=sent,
-        played_samples=session.client.playback.played_samples - played_before,
+        played_samples=played,
     )

@@ -103,6 +103,13 @@ class ServerSession(WireSession):
         """
         await self._push()
 
+    async def abort(self, reason: str = "the server dropped the connection") -> None:
+        """Drop the connection at once, without a close frame (fault injection).
+
+        The client sees a lost connection (1006), as after a network failure.
+        """
+        await self._break(reason)
+
 
 #: A session handler: called once per connection, after the WebSocket handshake.
 Handler = Callable[[ServerSession], Awaitable[None]]
