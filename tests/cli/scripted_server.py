@@ -126,6 +126,8 @@ class ScriptedServer:
         self.port = 0
         #: The parsed ``initiate`` of every connection, in order.
         self.initiates: list[dict[str, Any]] = []
+        #: The same, as the exact text frames received.
+        self.raw_initiates: list[str] = []
         #: Text messages the client sent after ``initiate`` (parsed when JSON).
         self.messages: list[Any] = []
         #: Bytes of client audio received after ``initiate``.
@@ -207,6 +209,7 @@ class ScriptedServer:
         try:
             first = await asyncio.wait_for(ws.recv(), WAIT_SECONDS)
             assert isinstance(first, str), f"first message is binary ({len(first)} bytes)"
+            self.raw_initiates.append(first)
             self.initiates.append(json.loads(first))
             drain = asyncio.ensure_future(self._drain(ws))
             await self._script(ScriptedConnection(ws, asyncio.get_running_loop()))

@@ -116,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     talk.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
     talk.add_argument(
+        "--reconnect",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after a dropped connection, reconnect up to N times, continuing the session "
+        "(default 0: a drop ends the call)",
+    )
+    talk.add_argument(
         "--scenario", metavar="FILE", help="scenario for the local agent (default: it echoes)"
     )
     talk.add_argument(
@@ -139,6 +147,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--scenario", metavar="FILE", help="JSON or TOML scenario (default: the agent echoes)"
+    )
+    serve.add_argument(
+        "--drop-after",
+        type=float,
+        metavar="SECONDS",
+        help="fault injection: drop each session's TCP connection (no close frame) this "
+        "long after it opened",
+    )
+    serve.add_argument(
+        "--drop-sessions",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --drop-after: drop only the first N sessions (default 1; 0 = all)",
     )
 
     command("devices", "list the audio devices (microphones and speakers)")

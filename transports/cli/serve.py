@@ -16,6 +16,7 @@ from millis_proto import Event, MillisError, event_to_dict
 from millis_proto.agent import AgentSession
 
 from .._errors import BaseExceptionGroup
+from ..faults import drop_after
 from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..server import ServerAddress, ServerSession, serve
 from .output import Lines
@@ -43,6 +44,14 @@ def serve_command(args: argparse.Namespace) -> int:
             started.pop(id(session), None)
 
     handler = agent_handler(setup, on_event=on_event)
+    if args.drop_after is not None:
+
+        def on_drop(session: ServerSession) -> None:
+            number, origin = started.get(id(session), (connections, trio.current_time()))
+            t = trio.current_time() - origin
+            out.write(f"[connection {number} {t:7.2f}] dropping the TCP connection (--drop-after)")
+
+        handler = drop_after(handler, args.drop_after, sessions=args.drop_sessions, on_drop=on_drop)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

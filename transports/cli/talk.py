@@ -20,13 +20,23 @@ from audio_backends import (
     WavSink,
 )
 from audio_backends.protocols import AudioSource, LiveAudioSource
-from millis_proto import SAMPLE_RATE, ConfigError, Event, MillisError, Ready, SessionEnded
+from millis_proto import (
+    SAMPLE_RATE,
+    ConfigError,
+    Event,
+    MillisError,
+    Ready,
+    ReconnectPolicy,
+    SessionEnded,
+    StartRequest,
+)
 
 from .._client import ClientSession
 from .._session import background
 from ..conversation import Outcome, run_conversation
 from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..memory import connect_in_memory
+from ..reconnect import Opener, ReconnectingSession, open_reconnecting
 from .eventlog import EventLog
 from .options import Target, build_target
 from .output import STDOUT, Lines, ensure_directory
@@ -53,6 +63,8 @@ def talk_command(args: argparse.Namespace) -> int:
     )
     if args.chunk_ms <= 0:
         raise ConfigError("--chunk-ms must be positive.")
+    if args.reconnect < 0:
+        raise ConfigError("--reconnect must not be negative.")
     if args.fast and not (target.local and args.input and args.output):
         raise ConfigError("--fast needs the local agent, --input and --output.")
     return _run(
@@ -174,12 +186,23 @@ def _device(value: str | None) -> int | str | None:
 
 def _connect(
     target: Target, args: argparse.Namespace, scenario: str | None
-) -> AbstractAsyncContextManager[ClientSession]:
+) -> AbstractAsyncContextManager[ClientSession | ReconnectingSession]:
+    opener: Opener
     if target.local:
-        return connect_in_memory(agent_handler(load_setup(scenario)), target.request)
-    from .. import trio as trio_transport
+        handler = agent_handler(load_setup(scenario))  # one setup: continuation works
 
-    return trio_transport.connect(target.endpoint, target.request, cafile=args.cafile)
+        def opener(request: StartRequest) -> AbstractAsyncContextManager[ClientSession]:
+            return connect_in_memory(handler, request)
+    else:
+        from .. import trio as trio_transport
+
+        def opener(request: StartRequest) -> AbstractAsyncContextManager[ClientSession]:
+            return trio_transport.connect(target.endpoint, request, cafile=args.cafile)
+
+    attempts = getattr(args, "reconnect", 0)
+    if attempts:
+        return open_reconnecting(opener, target.request, ReconnectPolicy(max_attempts=attempts))
+    return opener(target.request)
 
 
 def _human_output(*paths: str | None) -> Lines:
@@ -333,6 +356,7 @@ async def _talk(
                 "sent_samples": outcome.sent_samples,
                 "played_samples": outcome.played_samples,
                 "agent_audio_bytes": log.agent_audio_bytes,
+                **_reconnect_counts(session),
             },
         )
         view.note(t, f"call ended: {_end_reason(outcome, args, agent_ended)}")
@@ -340,3 +364,14 @@ async def _talk(
     for line in _wrote(sink, recorder, log, output_path=output_path, events_path=events_path):
         human.write(line)
     return 0
+
+
+def _reconnect_counts(session: ClientSession | ReconnectingSession) -> dict[str, int]:
+    """For the ``finished`` line of a reconnecting call: what the gaps cost."""
+    if not isinstance(session, ReconnectingSession):
+        return {}
+    return {
+        "reconnects": session.reconnects,
+        "dropped_playback_samples": session.dropped_playback_samples,
+        "dropped_user_samples": session.dropped_user_samples,
+    }

@@ -26,6 +26,9 @@ from millis_proto import (
     Event,
     FunctionCall,
     Ready,
+    Reconnected,
+    ReconnectFailed,
+    Reconnecting,
     ResponseText,
     SessionEnded,
     Transcript,
@@ -80,6 +83,16 @@ def _line_for(event: Event) -> str | None:
         return f"message {event.method}: {event.data!r}"
     if isinstance(event, SessionEnded):
         return "the agent ended the session"
+    if isinstance(event, Reconnecting):
+        return f"reconnecting… attempt {event.attempt} in {event.delay:.1f} s ({event.cause})"
+    if isinstance(event, Reconnected):
+        how = "continued" if event.continued else f"fresh session: {event.fresh_reason}"
+        return (
+            f"reconnected, session {event.session_id or '(no id)'} ({how}) "
+            f"after {event.downtime:.1f} s"
+        )
+    if isinstance(event, ReconnectFailed):
+        return f"reconnecting failed: {event.reason}"
     if isinstance(event, ConnectionClosed):
         return f"closed ({event.code}{': ' + event.reason if event.reason else ''})"
     return None
@@ -203,6 +216,10 @@ class RichView(View):
         elif isinstance(event, AnswerLatency):
             pass  # the server's own figure; the panel shows the turn latency heard
         else:
+            if isinstance(event, Reconnecting):
+                self._state = "reconnecting…"
+            elif isinstance(event, (Reconnected, ReconnectFailed)):
+                self._state = "idle"
             line = _line_for(event)
             if line is not None:
                 self._lines.append(line)
