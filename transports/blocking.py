@@ -10,23 +10,26 @@ one thread and the reader keeps answering pings while your code blocks or thinks
             print(event)
 
 Leaving the ``with`` block closes the session (close handshake, bounded) and stops the
-thread. Errors are the same ``MillisError`` family as the async API.
+thread. Errors are the same ``MillisError`` family as the async API. With
+``reconnect=ReconnectPolicy(...)`` a dropped connection is reconnected with session
+continuation, as :mod:`transports.reconnect` describes; the events iterate on across it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from millis_proto import ABSENT, Endpoint, Event, PlaybackChunk, StartRequest
+from millis_proto import ABSENT, Endpoint, Event, PlaybackChunk, ReconnectPolicy, StartRequest
 
 from ._client import ClientSession, ConnectOptions
 from .anyio import connect
+from .reconnect import ReconnectingSession, connect_reconnecting
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -37,7 +40,9 @@ __all__ = ["BlockingSession", "connect_blocking"]
 class BlockingSession:
     """A :class:`~transports._client.ClientSession` driven from ordinary code."""
 
-    def __init__(self, portal: BlockingPortal, session: ClientSession) -> None:
+    def __init__(
+        self, portal: BlockingPortal, session: ClientSession | ReconnectingSession
+    ) -> None:
         self._portal = portal
         self._session = session
         self._events = session.events()
@@ -99,15 +104,22 @@ def connect_blocking(
     request: StartRequest,
     *,
     backend: str = "trio",
+    reconnect: ReconnectPolicy | None = None,
     **options: Unpack[ConnectOptions],
 ) -> Iterator[BlockingSession]:
     """Open a session from blocking code; see the module docstring.
 
     ``backend`` is the event loop run in the background thread ("trio" or "asyncio");
-    ``options`` are those of the async ``connect``. Raises the ``MillisError`` family.
+    ``reconnect`` turns on reconnecting (off by default); ``options`` are those of the
+    async ``connect``. Raises the ``MillisError`` family.
     """
-    with (
-        start_blocking_portal(backend) as portal,
-        portal.wrap_async_context_manager(connect(url, request, **options)) as session,
-    ):
-        yield BlockingSession(portal, session)
+    opening: AbstractAsyncContextManager[ClientSession | ReconnectingSession]
+    if reconnect is None:
+        opening = connect(url, request, **options)
+    else:
+        opening = connect_reconnecting(url, request, policy=reconnect, connect=connect, **options)
+    with start_blocking_portal(backend) as portal:
+        wrapped: AbstractContextManager[ClientSession | ReconnectingSession]
+        wrapped = portal.wrap_async_context_manager(opening)
+        with wrapped as session:
+            yield BlockingSession(portal, session)

@@ -57,6 +57,7 @@ from millis_proto import (
     ConnectionLost,
     Endpoint,
     Event,
+    LocalProtocolError,
     MillisError,
     PlaybackChunk,
     Ready,
@@ -221,10 +222,17 @@ class ReconnectingSession:
 
     def events(self) -> AsyncIterator[Event]:
         """Iterate over the events across reconnects (see the module docstring)."""
-        return _EventIterator(self)
+        return self
 
+    # A plain async iterator, not an async generator: abandoning it leaves nothing behind.
     def __aiter__(self) -> AsyncIterator[Event]:
-        return _EventIterator(self)
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.next_event()
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
     async def aclose(self) -> None:
         """End the call: close the live connection (or stop reconnecting). Idempotent."""
@@ -241,8 +249,10 @@ class ReconnectingSession:
 
     def _usable(self) -> ClientSession | None:
         """The live connection, or None during a gap; raises once the call is over."""
-        if self._done.is_set() and self._error is not None:
-            raise self._error
+        if self._done.is_set():
+            if self._error is not None:
+                raise self._error
+            raise LocalProtocolError("cannot send: the session has ended.")
         return self._inner if self._live else None
 
     def _will_retry(self, inner: ClientSession) -> bool:
@@ -278,7 +288,8 @@ class ReconnectingSession:
                     return
                 request = r.attempt(anyio.current_time())
         finally:
-            self._live = False
+            # ``_live`` stays as it is: after a final end the last connection's buffered
+            # goodbye can still be pulled (after a drop it was dropped already).
             self._queue.end()
             self._done.set()
 
@@ -426,22 +437,6 @@ class ReconnectingSession:
         self._closed = closed
         self._error = error
         self._queue.put(closed)
-
-
-class _EventIterator:
-    """``async for event in session``; a plain iterator (nothing to finalize)."""
-
-    def __init__(self, session: ReconnectingSession) -> None:
-        self._session = session
-
-    def __aiter__(self) -> _EventIterator:
-        return self
-
-    async def __anext__(self) -> Event:
-        event = await self._session.next_event()
-        if event is None:
-            raise StopAsyncIteration
-        return event
 
 
 @asynccontextmanager

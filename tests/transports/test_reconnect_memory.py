@@ -23,6 +23,7 @@ from millis_proto import (
     ConnectionLost,
     Event,
     InitiateReceived,
+    LocalProtocolError,
     MillisError,
     Ready,
     Reconnected,
@@ -293,6 +294,22 @@ async def test_final_ends_are_not_retried(end: str) -> None:
         assert "error" not in result
 
 
+async def test_a_goodbye_after_a_reconnect_is_played_out() -> None:
+    async def goodbye(session: ServerSession, number: int) -> None:
+        session.server.send_ready(f"sess-{number + 1}")
+        session.server.send_start_answering()
+        session.server.send_audio(marker(RATE))
+        session.server.send_session_ended()  # at once: the audio plays after the end
+        await session.flush()
+
+    result = await talk(Agent(answer_then_drop, goodbye), policy(), seconds=1.0)
+    assert of(Reconnected, result)
+    pcm = np.frombuffer(result["sink"].pcm, "<i2")
+    heard = int(np.count_nonzero(pcm))
+    assert heard + result["session"].dropped_playback_samples == 2 * RATE + RATE
+    assert result["took"] < 5  # no drain spinning on silence
+
+
 async def test_aclose_during_the_gap_stops_reconnecting() -> None:
     agent = Agent(answer_then_drop)
     async with open_reconnecting(
@@ -315,5 +332,7 @@ async def test_aclose_during_the_gap_stops_reconnecting() -> None:
         assert anyio.current_time() - started < 1
         rest = [e async for e in session]
     assert isinstance(rest[-1], ConnectionClosed) and rest[-1].code == 1006
+    with pytest.raises(LocalProtocolError):  # over: sending is a mistake, not a gap
+        await session.send_audio(b"\x00\x00")
     assert len(agent.initiates) == 1
     assert any(isinstance(e, Ready) for e in seen)
