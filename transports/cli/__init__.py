@@ -1,4 +1,4 @@
-"""The ``millis-proto`` command: talk, serve, demo, devices, test.
+"""The ``millis-proto`` command: talk, serve, demo, load, devices, test.
 
 Exit status: 0 when the session ended normally (the server ended it, or the input finished
 and the agent went idle); 1 with one sentence on stderr for a lost connection, a refused
@@ -52,6 +52,36 @@ def _add_view_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_target_flags(p: argparse.ArgumentParser) -> None:
+    """Where to connect and which agent to ask for (talk and load)."""
+    p.add_argument(
+        "--endpoint",
+        help="ws:// or wss:// URL (default: US-West with a key, "
+        "the built-in local agent without one)",
+    )
+    p.add_argument("--public-key", help="agent public key (or env MILLIS_PUBLIC_KEY)")
+    p.add_argument(
+        "--agent-id",
+        help="the agent to talk to (needed for a remote endpoint unless --agent-config)",
+    )
+    p.add_argument(
+        "--agent-config", metavar="FILE.json", help="agent_config JSON object (overrides)"
+    )
+    p.add_argument("--metadata", metavar="JSON", help="metadata JSON object for the agent")
+    p.add_argument(
+        "--include-metadata-in-prompt",
+        action="store_true",
+        help="ask the agent to put --metadata into its prompt",
+    )
+
+
+def _add_tls_and_scenario_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
+    p.add_argument(
+        "--scenario", metavar="FILE", help="scenario for the local agent (default: it echoes)"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="millis-proto",
@@ -66,25 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
 
     talk = command("talk", "hold a conversation (microphone and speaker, or WAV files)")
-    talk.add_argument(
-        "--endpoint",
-        help="ws:// or wss:// URL (default: US-West with a key, "
-        "the built-in local agent without one)",
-    )
-    talk.add_argument("--public-key", help="agent public key (or env MILLIS_PUBLIC_KEY)")
-    talk.add_argument(
-        "--agent-id",
-        help="the agent to talk to (needed for a remote endpoint unless --agent-config)",
-    )
-    talk.add_argument(
-        "--agent-config", metavar="FILE.json", help="agent_config JSON object (overrides)"
-    )
-    talk.add_argument("--metadata", metavar="JSON", help="metadata JSON object for the agent")
-    talk.add_argument(
-        "--include-metadata-in-prompt",
-        action="store_true",
-        help="ask the agent to put --metadata into its prompt",
-    )
+    _add_target_flags(talk)
     talk.add_argument("--session-id", help="continue a previous session (its id)")
     talk.add_argument(
         "--input", metavar="WAV", help="audio file to speak (default: the microphone)"
@@ -114,7 +126,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="after the input ends, stop once the agent was idle this long",
     )
-    talk.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
     talk.add_argument(
         "--reconnect",
         type=int,
@@ -123,9 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         help="after a dropped connection, reconnect up to N times, continuing the session "
         "(default 0: a drop ends the call)",
     )
-    talk.add_argument(
-        "--scenario", metavar="FILE", help="scenario for the local agent (default: it echoes)"
-    )
+    _add_tls_and_scenario_flags(talk)
     talk.add_argument(
         "--fast",
         action="store_true",
@@ -162,6 +171,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with --drop-after: drop only the first N sessions (default 1; 0 = all)",
     )
+    serve.add_argument("--quiet", action="store_true", help="no line per session event")
+
+    from .load import add_load_parser
+
+    load = command("load", "load-test an agent with many simultaneous paced callers")
+    _add_target_flags(load)
+    _add_tls_and_scenario_flags(load)
+    _add_view_flag(load)
+    add_load_parser(load)
 
     command("devices", "list the audio devices (microphones and speakers)")
 
@@ -191,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .suites import test_command
 
             return test_command(args)
+        if args.command == "load":
+            from .load import load_command
+
+            return load_command(args)
         if args.command == "serve":
             from .serve import serve_command
 

@@ -43,7 +43,7 @@ def serve_command(args: argparse.Namespace) -> int:
         if type(event).__name__ == "ConnectionClosed":
             started.pop(id(session), None)
 
-    handler = agent_handler(setup, on_event=on_event)
+    handler = agent_handler(setup, on_event=None if args.quiet else on_event)
     if args.drop_after is not None:
 
         def on_drop(session: ServerSession) -> None:
