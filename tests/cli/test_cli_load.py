@@ -20,7 +20,15 @@ import pytest
 from scripted_server import ScriptedConnection, ScriptedServer
 
 EXE = str(Path(sys.executable).with_name("millis-proto"))
-METRICS = ("connect_ms", "answer_ms", "turn_ms", "ping_rtt_ms", "send_lateness_ms", "call_s")
+METRICS = (
+    "connect_ms",
+    "answer_ms",
+    "turn_ms",
+    "ping_rtt_ms",
+    "send_lateness_ms",
+    "call_s",
+    "agent_lateness_ms",
+)
 
 
 def load(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -86,11 +94,13 @@ def test_duration_runs_callers_again_and_again_over_two_workers(tmp_path: Path) 
     out = tmp_path / "s.json"
     proc = load(
         "--sessions", "6", "--duration", "5", "--workers", "2", "--idle-timeout", "0.2",
-        "--input", str(short_wav(tmp_path)), "--json", str(out),
+        "--input", str(short_wav(tmp_path)), "--json", str(out), "--agent-pacing",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     s = report(out)
     assert s["workers"] == 2 and s["callers_connected"] == 6
+    # The agent's audio was timed against real time, frame by frame.
+    assert_percentiles(s["metrics"]["agent_lateness_ms"])
     # Each call lasts about 3 s (1 s of speech, the echo, hang-up): in 5 s every caller
     # places a second one, which the deadline cuts.
     assert s["calls"]["started"] > 6

@@ -100,6 +100,11 @@ def add_load_parser(load: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="each caller sends a Millis ping this often",
     )
+    load.add_argument(
+        "--agent-pacing",
+        action="store_true",
+        help="also time the agent's audio against real time (an event per agent frame)",
+    )
 
 
 def _check(ok: bool, message: str) -> None:
@@ -226,6 +231,7 @@ def load_command(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
             ping_interval=args.ping_interval,
             cafile=args.cafile,
+            agent_pacing=args.agent_pacing,
         )
         calls = args.calls if args.calls is not None or args.duration else args.sessions
         plan = LoadPlan(

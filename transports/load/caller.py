@@ -30,6 +30,7 @@ import trio
 
 from millis_proto import (
     SAMPLE_RATE,
+    AgentAudio,
     AgentState,
     AgentStateChanged,
     AnswerLatency,
@@ -52,6 +53,10 @@ __all__ = ["CallPlan", "error_kind", "place_call", "speech_end"]
 
 #: Our sessions need no per-frame audio events: playback is pulled from the buffer.
 CLIENT_CONFIG = ClientConfig(emit_audio_events=False)
+#: With ``agent_pacing`` every agent frame is an event, timed against real time.
+PACING_CONFIG = ClientConfig(emit_audio_events=True)
+#: A pause in the agent's audio longer than this starts a new answer's timeline (s).
+ANSWER_GAP = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +75,8 @@ class CallPlan:
     connect_timeout: float = 10.0
     ping_interval: float = 1.0
     cafile: str | None = None
+    #: Also time each agent audio frame against real time (``agent_lateness_ms``).
+    agent_pacing: bool = False
 
     @property
     def late_after(self) -> float:
@@ -109,6 +116,9 @@ class _Call:
         self.turn_pending = plan.speech_end_samples > 0
         self.ended = trio.Event()  # the session ended (the event task saw its end)
         self.failure: MillisError | None = None
+        self.last_audio_at = -math.inf
+        self.answer_start = 0.0
+        self.answer_samples = 0
 
     async def wait_ready(self, session: ClientSession, deadline: float) -> None:
         with trio.move_on_at(deadline):
@@ -140,6 +150,23 @@ class _Call:
             self.stats.sample("answer_ms", event.ms)
         elif isinstance(event, Pong) and event.rtt_ms is not None:
             self.stats.sample("ping_rtt_ms", event.rtt_ms)
+        elif isinstance(event, AgentAudio):
+            self.time_agent_audio(now, len(event.data) // 2)
+
+    def time_agent_audio(self, now: float, samples: int) -> None:
+        """How far the agent's audio runs behind real time (the server's own pacing).
+
+        An answer's timeline starts at its first frame; sample ``k`` is due by
+        ``start + k/16000``. A server streaming ahead of playback is never late; one that
+        falls behind by more than its lead is, by the amount measured here.
+        """
+        if now - self.last_audio_at > ANSWER_GAP:
+            self.answer_start, self.answer_samples = now, 0
+        else:
+            due = self.answer_start + self.answer_samples / SAMPLE_RATE
+            self.stats.sample("agent_lateness_ms", max(now - due, 0.0) * 1000)
+        self.answer_samples += samples
+        self.last_audio_at = now
 
     async def pace(self, session: ClientSession, origin: float, hang_up_at: float) -> None:
         """Send audio and pull playback on the input's real-time pace until hang-up."""
@@ -197,7 +224,7 @@ async def place_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: float) -> 
         async with connect(
             plan.url,
             plan.request,
-            config=CLIENT_CONFIG,
+            config=PACING_CONFIG if plan.agent_pacing else CLIENT_CONFIG,
             connect_timeout=plan.connect_timeout,
             cafile=plan.cafile,
         ) as session:

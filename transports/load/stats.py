@@ -24,6 +24,7 @@ METRICS: dict[str, str] = {
     "ping_rtt_ms": "Millis ping -> pong",
     "send_lateness_ms": "our audio frames: capture time -> sent (load generator health)",
     "call_s": "call duration",
+    "agent_lateness_ms": "agent audio behind real time (server pacing; with --agent-pacing)",
 }
 #: The percentiles every report gives.
 PERCENTILES = (0.50, 0.90, 0.95, 0.99)
