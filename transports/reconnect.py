@@ -494,6 +494,6 @@ def connect_reconnecting(
         request,
         policy,
         entropy=entropy,
-        max_queued_events=options.get("max_queued_events", DEFAULT_MAX_QUEUED_EVENTS),
-        disconnect_timeout=options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT),
+        max_queued_events=options.get("max_queued_events") or DEFAULT_MAX_QUEUED_EVENTS,
+        disconnect_timeout=options.get("disconnect_timeout") or DEFAULT_DISCONNECT_TIMEOUT,
     )

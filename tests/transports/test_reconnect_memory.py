@@ -128,7 +128,9 @@ def policy(**kw: Any) -> ReconnectPolicy:
 GAP_USER_SAMPLES = 25 * 320
 
 
-async def talk(agent: Agent, pol: ReconnectPolicy, seconds: float = 4.0) -> dict[str, Any]:
+async def talk(
+    agent: Agent, pol: ReconnectPolicy, seconds: float = 4.0, max_duration: float = 30
+) -> dict[str, Any]:
     """Run the conversation loop on a reconnecting in-memory session."""
     events: list[tuple[float, Event]] = []
     sink = MemorySink()
@@ -145,7 +147,7 @@ async def talk(agent: Agent, pol: ReconnectPolicy, seconds: float = 4.0) -> dict
                 sink,
                 on_event=lambda t, e: events.append((t, e)),
                 idle_timeout=1.0,
-                max_duration=30,
+                max_duration=max_duration,
             )
         except MillisError as exc:
             result["error"] = exc
@@ -292,6 +294,16 @@ async def test_final_ends_are_not_retried(end: str) -> None:
         assert closed.code == 1008 and isinstance(result["error"], ConnectionClosedByServer)
     else:
         assert "error" not in result
+
+
+async def test_max_duration_counts_the_whole_call() -> None:
+    """The gap is part of the call: 2 s of call are 2 s, reconnect included."""
+    result = await talk(Agent(answer_then_drop, answer_then_end), policy(), max_duration=2.0)
+    assert result["outcome"].reason == "max_duration"
+    assert of(Reconnected, result)
+    t_end = result["events"][-1][0]
+    assert t_end == pytest.approx(2.0, abs=0.05)
+    assert result["sink"].written_samples == pytest.approx(2.0 * RATE, abs=0.05 * RATE)
 
 
 async def test_a_goodbye_after_a_reconnect_is_played_out() -> None:
