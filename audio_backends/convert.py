@@ -12,7 +12,7 @@ one place:
   compensated, so the output has ``round(n · 16000 / rate)`` samples
   aligned with the input. Equal rates are passed through untouched.
 * **To s16le**: round to nearest, then **clamp** to [-32768, 32767] — never wrap (the web
-  SDK wraps +1.0 to -32768, PROTOCOL.md §2). NaN becomes 0.
+  SDK wraps +1.0 to -32768, docs/protocol.md §2). NaN becomes 0.
 
 A 16 kHz mono int16 input therefore comes out bit-exact.
 

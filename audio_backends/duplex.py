@@ -3,7 +3,7 @@
 With laptop speakers the microphone hears the agent, and the agent then hears itself —
 it may interrupt itself or answer its own words. Headphones solve this properly and are
 the recommendation. When they are not an option, a :class:`HalfDuplexGate` mutes the
-user's audio (zeros, keeping the cadence as PROTOCOL.md §3 asks of a mute) while agent
+user's audio (zeros, keeping the cadence as docs/protocol.md §3 asks of a mute) while agent
 audio is being played and for a short tail after it, so room echo dies away first. The
 price: the user cannot interrupt the agent by speaking over it.
 

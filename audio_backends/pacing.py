@@ -27,7 +27,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from millis_proto import BYTES_PER_SAMPLE, SAMPLE_RATE, MillisClient, PlaybackChunk
+from millis_proto import (
+    BYTES_PER_SAMPLE,
+    SAMPLE_RATE,
+    ClientConnection,
+    MessageClient,
+    PlaybackChunk,
+)
 from millis_proto.pcm import ms_to_samples
 
 from ._base import check_pcm
@@ -47,8 +53,9 @@ def _block_samples(ms: float, what: str) -> int:
     return samples
 
 
-def playback_of(client: MillisClient) -> PullPlayback:
-    """The pull callable for :func:`play_to_sink` from a client, timed by the loop's clock.
+def playback_of(client: ClientConnection | MessageClient) -> PullPlayback:
+    """The pull callable for :func:`play_to_sink` from a client connection (or a
+    message-level client), timed by the loop's clock.
 
     Must be called from inside the event loop (it reads ``anyio.current_time()``).
     """

@@ -1,7 +1,7 @@
 """The two small protocols every backend implements, and the callables the pumps take.
 
 A *source* yields the user's audio, a *sink* plays the agent's. Both speak the protocol's
-format only — s16le, 16 kHz, mono (PROTOCOL.md §2) — and convert at their own edge, so a
+format only — s16le, 16 kHz, mono (docs/protocol.md §2) — and convert at their own edge, so a
 WAV file, a numpy array, a microphone and a test fake are interchangeable.
 
 * :class:`AudioSource` is pulled without waiting (files, memory): the pump in

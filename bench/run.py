@@ -18,21 +18,21 @@ import wsproto
 from wsproto.connection import ConnectionType
 from wsproto.events import AcceptConnection, BytesMessage, Request
 
-from millis_proto import ClientConnection, MillisClient, ServerConnection, StartRequest
+from millis_proto import ClientConnection, ServerConnection, StartRequest
 
 FRAME = bytes(640)  # 20 ms of 16 kHz s16le
 
 
-def _open_pair() -> tuple[ClientConnection, ServerConnection, MillisClient]:
-    client = MillisClient(StartRequest(public_key="k", agent_id="a"))
-    cw = ClientConnection(client, "ws://127.0.0.1/millis")
+def _open_pair() -> tuple[ClientConnection, ServerConnection, ClientConnection]:
+    cw = ClientConnection(StartRequest(public_key="k", agent_id="a"), "ws://127.0.0.1/millis")
+    client = cw  # one object per side
     sw = ServerConnection()
     for _ in range(5):
         if data := cw.data_to_send():  # b"" would mean EOF
             sw.receive_data(data, 0.0)
         if data := sw.data_to_send():
             cw.receive_data(data, 0.0)
-    sw.server.send_ready("s")
+    sw.send_ready("s")
     cw.receive_data(sw.data_to_send(), 0.0)
     cw.events()
     sw.events()
@@ -70,7 +70,7 @@ def case_receive(n: int) -> tuple[Callable[[], None], Callable[[], None]]:
     """Client receives n agent audio frames (one per read) and drains events + playback."""
     _, sw, _ = _open_pair()
     for _ in range(n):
-        sw.server.send_audio(FRAME)
+        sw.send_audio(FRAME)
     wire = sw.data_to_send()
     frame_len = len(wire) // n
     chunks = [wire[i * frame_len : (i + 1) * frame_len] for i in range(n)]

@@ -1,9 +1,9 @@
 """A custom transport: the `websockets` library (asyncio) driving the Sans-I/O core directly.
 
 `websockets` does the WebSocket framing itself, so this plugs in one level up, at the
-message machine: whole messages in (`client.receive_message`), whole messages out
-(`client.messages_to_send`). No code from `transports/` is used — the proof that the core
-is pluggable. Run it against a local agent:
+message-level machine `MessageClient`: whole messages in (`client.receive_message`), whole
+messages out (`client.messages_to_send`); it is the only object with events here. No code
+from `transports/` is used — the proof that the core is pluggable. Run it against a local agent:
 
     millis-proto serve --port 8080 &
     python examples/websockets_transport.py ws://127.0.0.1:8080/millis question.wav reply.raw
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import websockets
@@ -20,7 +21,7 @@ import websockets
 from millis_proto import (
     CloseRequest,
     Event,
-    MillisClient,
+    MessageClient,
     Ready,
     StartRequest,
     Transcript,
@@ -32,7 +33,8 @@ FRAME_BYTES = 640  # 20 ms of 16 kHz s16le
 async def converse(url: str, request: StartRequest, user_pcm: bytes) -> tuple[list[Event], bytes]:
     """Send ``user_pcm`` in real time, then silence; return the events and the played audio."""
     loop = asyncio.get_running_loop()
-    client = MillisClient(request)
+    # ping data is wall-clock epoch ms: tell the core how the loop's clock maps to it
+    client = MessageClient(request, wall_clock_offset=time.time() - loop.time())
     events: list[Event] = []
     played = bytearray()
 

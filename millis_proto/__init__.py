@@ -5,20 +5,24 @@ audio, with no sockets, threads, event loops or clocks of its own — time arriv
 ``now`` argument. Transports (``transports``) and audio backends (``audio_backends``) are
 thin layers over it.
 
-Typical use (see the README for complete examples)::
+Typical use (see the README for complete examples) — one object per connection::
 
-    client = MillisClient(StartRequest(public_key=key, agent_id=agent))
-    conn = ClientConnection(client, US_WEST)
+    conn = ClientConnection(StartRequest(public_key=key, agent_id=agent), US_WEST)
     sock.sendall(conn.data_to_send())          # the handshake
     conn.receive_data(sock.recv(65536), now)   # ... and the rest
     for event in conn.events(): ...
+    conn.send_audio(pcm, now); sock.sendall(conn.data_to_send())
+    # and sleep no longer than conn.get_timer(), then conn.handle_timer(now)
+
+:class:`MessageClient` / :class:`MessageServer` are the message-level machines, for
+transports that do WebSocket framing themselves.
 """
 
 from __future__ import annotations
 
 from .agent_state import AgentState
-from .client import MillisClient, SessionPhase
-from .config import ClientConfig, PreReadyAudio, StartRequest
+from .client import SESSION_TRANSITIONS, MessageClient, SessionPhase, SessionTrigger
+from .config import ClientConfig, PreReadyAudio, ServerConfig, StartRequest
 from .endpoint import EU_WEST, US_WEST, Endpoint, parse_endpoint
 from .envelope import ABSENT
 from .errors import (
@@ -72,7 +76,7 @@ from .machine import CloseRequest
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .playback import PlaybackBuffer, PlaybackChunk
 from .reconnect import ContinuationFallback, ReconnectPolicy
-from .server import MillisServer, ServerPhase
+from .server import SERVER_TRANSITIONS, MessageServer, ServerPhase, ServerTrigger
 from .wire import ClientConnection, ServerConnection
 
 __version__ = "0.1.0"
@@ -82,6 +86,8 @@ __all__ = [
     "BYTES_PER_SAMPLE",
     "EU_WEST",
     "SAMPLE_RATE",
+    "SERVER_TRANSITIONS",
+    "SESSION_TRANSITIONS",
     "US_WEST",
     "AIAction",
     "AgentAudio",
@@ -112,9 +118,9 @@ __all__ = [
     "InitiateReceived",
     "InitiateRejected",
     "LocalProtocolError",
-    "MillisClient",
+    "MessageClient",
+    "MessageServer",
     "MillisError",
-    "MillisServer",
     "Pause",
     "PlaybackBuffer",
     "PlaybackChunk",
@@ -130,10 +136,13 @@ __all__ = [
     "Reconnecting",
     "RemoteProtocolError",
     "ResponseText",
+    "ServerConfig",
     "ServerConnection",
     "ServerPhase",
+    "ServerTrigger",
     "SessionEnded",
     "SessionPhase",
+    "SessionTrigger",
     "SessionReady",
     "StartAnswering",
     "StartRequest",

@@ -1,4 +1,5 @@
-"""Type checks for ``agent_config`` (PROTOCOL.md §6): a typed mapping letting unknown keys pass.
+"""Type checks for ``agent_config`` (docs/protocol.md §6): a typed mapping that lets unknown
+keys pass.
 
 Only fields whose type is known are checked; unknown keys — and known keys whose shape is
 undocumented (``flow.voicemail``, ``knowledge_base`` …) — pass through untouched, because the

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The agent state is what the person hears the agent doing. It follows PROTOCOL.md §5 (the
+The agent state is what the person hears the agent doing. It follows docs/protocol.md §5 (the
 official SDK's table) with its two fixes:
 
 * ``clear`` lifts a pause (the SDK leaves playback paused; the Flutter plugin lifts it), and

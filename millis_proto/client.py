@@ -1,18 +1,34 @@
-"""The client machine: the Millis protocol at the message level, with no I/O.
+"""The message-level client machine: the Millis protocol over whole messages, with no I/O.
 
 Theory of operation
 -------------------
+:class:`MessageClient` is for transports that already do WebSocket framing themselves (the
+``websockets`` library, a browser bridge): they feed it whole messages and send what it
+hands out. Everything else should drive :class:`~millis_proto.ClientConnection`, which owns
+one of these privately and adds the WebSocket layer and the timers.
+
 Input is whole WebSocket messages (``str`` for text frames, ``bytes`` for binary frames) fed
-to :meth:`MillisClient.receive_message`, and application calls (``send_audio``, ``mute``,
+to :meth:`MessageClient.receive_message`, and application calls (``send_audio``, ``mute``,
 ``send_message``, ``pull_playback``, ``close``). Output is three things, all pulled by the
 owner: outgoing messages (:meth:`messages_to_send`), typed events (:meth:`events`), and the
-audio in :attr:`MillisClient.playback`, which a sink pulls through :meth:`pull_playback`.
+audio in :attr:`MessageClient.playback`, which a sink pulls through :meth:`pull_playback`.
 
 Every method that needs time takes ``now`` (monotonic seconds, from the caller's clock).
+The wall clock is never read here either: ``ping`` data (epoch milliseconds, as the official
+SDK sends) is ``now + wall_clock_offset``, an offset the owner measured once
+(``time.time() - time.monotonic()``); RTTs are matched on the monotonic ``now``.
 
-Session phases are linear — ``new`` → ``started`` (initiate queued) → ``ready`` (onready
-seen) → ``closed``. Nothing is handed out for sending before ``started``, so ``initiate``
-is always the first message. Outgoing audio passes a gate: it opens on ``onready`` (or on
+Session phases move only through :data:`SESSION_TRANSITIONS`::
+
+    new      + START      → started   initiate queued (always the first message)
+    started  + READY      → ready     onready seen; the audio gate opens
+    ready    + AUDIO_SENT → live      our first audio packet went out: SessionReady
+    started  + AUDIO_SENT → started   (pre-ready policy SEND) counted for SessionReady
+    *        + CLOSE      → closing   our close is queued; nothing may follow it
+    *        + CLOSED     → closed    the WebSocket is gone
+
+``onready`` before ``start`` or while closing changes nothing; ``start`` twice raises
+:class:`LocalProtocolError`. Outgoing audio passes a gate: it opens on ``onready`` (or on
 ``start`` when the pre-ready policy is ``SEND``); before that the policy buffers (bounded,
 oldest dropped) or drops it. Agent state lives in :mod:`.agent_state`; this module only
 feeds it triggers.
@@ -26,7 +42,7 @@ from typing import Any
 
 from .agent_state import AgentState, Trigger, next_state
 from .config import ClientConfig, PreReadyAudio, StartRequest
-from .envelope import ABSENT, Envelope, decode_envelope, encode_envelope
+from .envelope import ABSENT, Envelope, decode_envelope, encode_envelope, json_problem
 from .errors import ConfigError, LocalProtocolError
 from .events import (
     AgentAudio,
@@ -54,38 +70,83 @@ from .machine import MessageMachine, OutgoingMessage
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, Rechunker, SampleAligner
 from .playback import PlaybackBuffer, PlaybackChunk
 
-__all__ = ["MillisClient", "SessionPhase"]
+__all__ = ["SESSION_TRANSITIONS", "MessageClient", "SessionPhase", "SessionTrigger"]
 
 #: How many of our own ping timestamps are remembered for RTT matching.
 MAX_OUTSTANDING_PINGS = 32
 
 
 class SessionPhase(str, enum.Enum):
-    """Where the session is in its life."""
+    """Where the client session is in its life (see the module docstring)."""
 
     NEW = "new"
     STARTED = "started"
     READY = "ready"
+    LIVE = "live"
+    CLOSING = "closing"
     CLOSED = "closed"
 
 
-class MillisClient(MessageMachine):
-    """Client-role Millis session machine. See the module docstring for the model.
+class SessionTrigger(enum.Enum):
+    """Inputs of the client session phase machine."""
+
+    START = "start"
+    READY = "onready"
+    AUDIO_SENT = "audio_sent"
+    CLOSE = "close"
+    CLOSED = "closed"
+
+
+_P = SessionPhase
+_T = SessionTrigger
+_OPEN_PHASES = (_P.NEW, _P.STARTED, _P.READY, _P.LIVE)
+
+#: ``(phase, trigger) → phase``; a missing pair is a misuse (:class:`LocalProtocolError`).
+SESSION_TRANSITIONS: dict[tuple[SessionPhase, SessionTrigger], SessionPhase] = {
+    (_P.NEW, _T.START): _P.STARTED,
+    (_P.NEW, _T.READY): _P.NEW,  # onready before initiate: nothing to open yet
+    (_P.STARTED, _T.READY): _P.READY,
+    (_P.READY, _T.READY): _P.READY,
+    (_P.LIVE, _T.READY): _P.LIVE,
+    (_P.CLOSING, _T.READY): _P.CLOSING,  # onready racing our close
+    (_P.STARTED, _T.AUDIO_SENT): _P.STARTED,
+    (_P.READY, _T.AUDIO_SENT): _P.LIVE,
+    (_P.LIVE, _T.AUDIO_SENT): _P.LIVE,
+    **{(p, _T.CLOSE): _P.CLOSING for p in (*_OPEN_PHASES, _P.CLOSING)},
+    **{(p, _T.CLOSED): _P.CLOSED for p in SessionPhase},
+}
+
+
+class MessageClient(MessageMachine):
+    """Client-role Millis session machine at the message level; see the module docstring.
+
+    ``wall_clock_offset`` is added to ``now`` for the data of our ``ping`` messages (epoch
+    seconds = ``now + wall_clock_offset``); pass ``time.time() - time.monotonic()`` when
+    ``now`` comes from ``time.monotonic()``.
 
     Raises :class:`LocalProtocolError` on misuse (the machine is left unchanged) and never
     raises on anything the server sends: bad messages become :class:`BadMessage` events.
     """
 
-    def __init__(self, request: StartRequest, config: ClientConfig | None = None) -> None:
+    def __init__(
+        self,
+        request: StartRequest,
+        config: ClientConfig | None = None,
+        *,
+        wall_clock_offset: float = 0.0,
+    ) -> None:
         if not isinstance(request, StartRequest):
             raise ConfigError("request must be a StartRequest.")
         self.request = request
         self.config = config if config is not None else ClientConfig()
+        if not isinstance(self.config, ClientConfig):
+            raise ConfigError("config must be a ClientConfig.")
         super().__init__(self.config.max_pending_bytes)
         #: Agent audio waiting to be played; pull it with :meth:`pull_playback`.
         self.playback = PlaybackBuffer(self.config.max_playback_seconds)
         #: The server's session id, from ``onready`` (keep it for continuation).
         self.session_id: str | None = None
+        self._wall_clock_offset = float(wall_clock_offset)
         self._phase = SessionPhase.NEW
         self._agent_state = AgentState.IDLE
         self._aligner = SampleAligner()
@@ -100,11 +161,9 @@ class MillisClient(MessageMachine):
         self._pings: OrderedDict[str, float] = OrderedDict()
         self._answer_t0: float | None = None  # start_answering time, until first audio
         self._played_t0: float | None = None  # start_answering time, until first played
-        self._ready_seen = False
         self._grace_samples = round(self.config.drain_grace_ms * SAMPLE_RATE / 1000)
         self._starved = 0  # silence samples pulled from an empty queue while answering
         self._answer_origin = 0  # playback.played_samples when the current answer began
-        self._session_ready_sent = False
         #: Audio packets sent so far (pings are counted against this).
         self.audio_packets_sent = 0
         #: Samples discarded by the pre-ready policy (``DROP``, or ``BUFFER`` overflow).
@@ -114,18 +173,41 @@ class MillisClient(MessageMachine):
 
     @property
     def phase(self) -> SessionPhase:
-        """The session phase (new / started / ready / closed)."""
+        """The session phase (see :data:`SESSION_TRANSITIONS`)."""
         return self._phase
 
     @property
+    def closing(self) -> bool:
+        """True once a close was requested or the connection closed."""
+        return self._phase is _P.CLOSING or self._phase is _P.CLOSED
+
+    @property
     def agent_state(self) -> AgentState:
-        """The agent state (PROTOCOL.md §5)."""
+        """The agent state (docs/protocol.md §5)."""
         return self._agent_state
 
     @property
     def muted(self) -> bool:
         """True while outgoing audio is replaced by zeros."""
         return self._muted
+
+    def _advance(self, trigger: SessionTrigger) -> SessionPhase:
+        """Move the session phase through the table; the one place that assigns it."""
+        new = SESSION_TRANSITIONS.get((self._phase, trigger))
+        if new is None:
+            raise LocalProtocolError(
+                f"cannot {trigger.value} a session that is {self._phase.value}."
+            )
+        old, self._phase = self._phase, new
+        if new is _P.LIVE and old is not _P.LIVE:
+            self._events.append(SessionReady(session_id=self.session_id))
+        return old
+
+    def _advance_close(self) -> None:
+        self._advance(_T.CLOSE)
+
+    def _advance_closed(self) -> None:
+        self._advance(_T.CLOSED)
 
     # --- output ------------------------------------------------------------------------
 
@@ -134,7 +216,7 @@ class MillisClient(MessageMachine):
 
         Nothing is handed out before :meth:`start`, so ``initiate`` always goes first.
         """
-        if self._phase is SessionPhase.NEW:
+        if self._phase is _P.NEW:
             return []
         return super().messages_to_send()
 
@@ -142,9 +224,9 @@ class MillisClient(MessageMachine):
 
     def start(self, now: float) -> None:
         """Queue ``initiate`` — call when the socket opens. Raises if already started."""
-        if self._phase is not SessionPhase.NEW:
+        if self._phase is not _P.NEW:
             raise LocalProtocolError("the session was already started.")
-        self._phase = SessionPhase.STARTED
+        self._advance(_T.START)
         initiate = encode_envelope("initiate", self.request.to_initiate_data())
         self._out.appendleft(initiate)
         self._out_bytes += len(initiate)
@@ -188,8 +270,9 @@ class MillisClient(MessageMachine):
     def send_message(self, method: str, data: Any = ABSENT) -> None:
         """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional).
 
-        Raises :class:`ConfigError` if ``data`` is not JSON-serializable or ``method`` is
-        not a non-empty string or is ``initiate`` (use the start request for that).
+        Raises :class:`ConfigError` if ``data`` is not JSON-serializable (NaN and Infinity
+        included; the message names the field) or ``method`` is not a non-empty string or
+        is ``initiate`` (use the start request for that).
         """
         self._check_open("send a message")
         if not isinstance(method, str) or not method:
@@ -198,14 +281,18 @@ class MillisClient(MessageMachine):
             raise ConfigError("initiate is sent by the machine from the StartRequest.")
         try:
             text = encode_envelope(method, data)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ConfigError(f"data of {method!r} is not JSON-serializable ({exc}).") from None
+        except (TypeError, ValueError, RecursionError):
+            raise ConfigError(f"{json_problem(data, 'data')} (method {method!r}).") from None
         self._queue(text)
 
     def send_ping(self, now: float) -> None:
-        """Send a ``ping`` whose data is ``now`` in milliseconds; its pong yields an RTT."""
+        """Send a ``ping`` whose data is the wall-clock time in epoch milliseconds.
+
+        The data is ``now + wall_clock_offset`` as a decimal string, as the official SDK
+        sends ``Date.now()``; its ``pong`` yields an RTT measured on the monotonic ``now``.
+        """
         self._check_open("send a ping")
-        stamp = str(round(now * 1000))
+        stamp = str(round((now + self._wall_clock_offset) * 1000))
         self._pings[stamp] = now
         self._pings.move_to_end(stamp)
         while len(self._pings) > MAX_OUTSTANDING_PINGS:
@@ -234,7 +321,7 @@ class MillisClient(MessageMachine):
 
     def receive_message(self, message: str | Buffer, now: float) -> None:
         """Feed one whole WebSocket message: ``str`` = text frame, bytes-like = binary."""
-        if self._phase is SessionPhase.CLOSED:
+        if self._phase is _P.CLOSED:
             raise LocalProtocolError("the connection is closed; no more messages can arrive.")
         if isinstance(message, str):
             self._on_text(message, now)
@@ -247,9 +334,8 @@ class MillisClient(MessageMachine):
         The playback buffer is left as it is, so a goodbye that arrived before the close can
         still be played out by the sink.
         """
-        if self._phase is SessionPhase.CLOSED:
+        if self._phase is _P.CLOSED:
             return
-        self._phase = SessionPhase.CLOSED
         super().connection_closed(now)
         self.pre_ready_dropped_samples += self._held_bytes // BYTES_PER_SAMPLE
         self._held.clear()
@@ -259,11 +345,10 @@ class MillisClient(MessageMachine):
     # --- internals ---------------------------------------------------------------------
 
     def _gate_open(self) -> bool:
-        if self._phase is SessionPhase.READY:
+        phase = self._phase
+        if phase is _P.LIVE or phase is _P.READY:
             return True
-        return self._phase is SessionPhase.STARTED and (
-            self.config.pre_ready_audio is PreReadyAudio.SEND
-        )
+        return phase is _P.STARTED and self.config.pre_ready_audio is PreReadyAudio.SEND
 
     def _route_audio(self, frame: bytes, now: float) -> None:
         if self._gate_open():
@@ -283,7 +368,7 @@ class MillisClient(MessageMachine):
         held = self._held
         self._held = deque()
         self._held_bytes = 0
-        if self._closing:
+        if self.closing:
             # An onready racing our close: nothing may follow the close request. The audio
             # is counted as dropped, so it does not vanish unaccounted.
             self.pre_ready_dropped_samples += sum(map(len, held)) // BYTES_PER_SAMPLE
@@ -294,9 +379,8 @@ class MillisClient(MessageMachine):
     def _send_audio_frame(self, frame: bytes, now: float) -> None:
         self._queue(frame)
         self.audio_packets_sent += 1
-        if not self._session_ready_sent and self._ready_seen:
-            self._session_ready_sent = True
-            self._events.append(SessionReady(session_id=self.session_id))
+        if self._phase is not _P.LIVE:
+            self._advance(_T.AUDIO_SENT)
         every = self.config.ping_every_packets
         if every and self.audio_packets_sent % every == 0:
             self.send_ping(now)
@@ -348,42 +432,44 @@ class MillisClient(MessageMachine):
         if session_id is not None:
             self.session_id = session_id
         self._events.append(Ready(session_id=session_id, data=env.data, payload=env.payload))
-        self._ready_seen = True
-        if self._phase is SessionPhase.STARTED:
-            self._phase = SessionPhase.READY
+        old = self._advance(_T.READY)
+        if old is _P.STARTED:
             self._release_held(now)
+            if self.audio_packets_sent and self._phase is _P.READY:
+                # audio went out before onready (policy SEND): the session is live now
+                self._advance(_T.AUDIO_SENT)
         self._trigger(Trigger.READY)
-        if not self._session_ready_sent and self.audio_packets_sent:
-            self._session_ready_sent = True
-            self._events.append(SessionReady(session_id=self.session_id))
         return None
 
     def _on_transcript(self, env: Envelope, now: float) -> str | None:
-        text = _text_of(env)
-        if text is None:
-            return "data must be a string"
+        text, problem = _text_of(env)
         final = _get_bool(env.payload, "is_final")
-        self._events.append(Transcript(text=text, is_final=final, payload=env.payload))
-        return None
+        self._events.append(
+            Transcript(text=text, is_final=final, payload=env.payload, data=_raw_if_coerced(env))
+        )
+        return problem
 
     def _on_response_text(self, env: Envelope, now: float) -> str | None:
-        text = _text_of(env)
-        if text is None:
-            return "data must be a string"
+        text, problem = _text_of(env)
         final = _get_bool(env.payload, "is_final")
-        self._events.append(ResponseText(text=text, is_final=final, payload=env.payload))
-        return None
+        self._events.append(
+            ResponseText(text=text, is_final=final, payload=env.payload, data=_raw_if_coerced(env))
+        )
+        return problem
 
     def _on_function(self, env: Envelope, now: float) -> str | None:
-        name = _get_str(env.payload, "name") or _get_str(env.data, "name")
-        if name is None:
-            return "payload has no function name"
-        source = env.payload if _get_str(env.payload, "name") else env.data
-        params = source.get("params", {}) if isinstance(source, dict) else {}
+        # The SDK passes every onfunction on, named or not; so do we.
+        in_payload = _get_str(env.payload, "name") is not None
+        source = env.payload if in_payload or not isinstance(env.data, dict) else env.data
+        name = _get_str(source, "name")
+        params: Any = source.get("params", {}) if isinstance(source, dict) else {}
         if not isinstance(params, dict):
             params = {"value": params}
+        result = source.get("result") if isinstance(source, dict) else None
         self._events.append(
-            FunctionCall(function=name, params=params, data=env.data, payload=env.payload)
+            FunctionCall(
+                function=name, params=params, data=env.data, payload=env.payload, result=result
+            )
         )
         return None
 
@@ -426,8 +512,9 @@ class MillisClient(MessageMachine):
 
     def _on_pong(self, env: Envelope, now: float) -> str | None:
         rtt = None
-        if isinstance(env.data, (str, int)) and not isinstance(env.data, bool):
-            sent = self._pings.pop(str(env.data), None)
+        key = _ping_key(env.data)
+        if key is not None:
+            sent = self._pings.pop(key, None)
             if sent is not None:
                 rtt = (now - sent) * 1000
         self._events.append(Pong(data=env.data, rtt_ms=rtt))
@@ -435,17 +522,17 @@ class MillisClient(MessageMachine):
 
 
 _HANDLERS = {
-    "onready": MillisClient._on_ready,
-    "ontranscript": MillisClient._on_transcript,
-    "onresponsetext": MillisClient._on_response_text,
-    "onfunction": MillisClient._on_function,
-    "start_answering": MillisClient._on_start_answering,
-    "pause": MillisClient._on_pause,
-    "unpause": MillisClient._on_unpause,
-    "clear": MillisClient._on_clear,
-    "ai_action": MillisClient._on_ai_action,
-    "onsessionended": MillisClient._on_session_ended,
-    "pong": MillisClient._on_pong,
+    "onready": MessageClient._on_ready,
+    "ontranscript": MessageClient._on_transcript,
+    "onresponsetext": MessageClient._on_response_text,
+    "onfunction": MessageClient._on_function,
+    "start_answering": MessageClient._on_start_answering,
+    "pause": MessageClient._on_pause,
+    "unpause": MessageClient._on_unpause,
+    "clear": MessageClient._on_clear,
+    "ai_action": MessageClient._on_ai_action,
+    "onsessionended": MessageClient._on_session_ended,
+    "pong": MessageClient._on_pong,
 }
 
 
@@ -454,11 +541,48 @@ def _get_str(obj: Any, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _get_bool(obj: Any, key: str) -> bool:
-    return isinstance(obj, dict) and obj.get(key) is True
+def _get_bool(obj: Any, key: str) -> bool | None:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, bool) else None
 
 
-def _text_of(env: Envelope) -> str | None:
-    if env.data is None:
-        return ""
-    return env.data if isinstance(env.data, str) else None
+def _text_of(env: Envelope) -> tuple[str | None, str | None]:
+    """The text of a transcript-like message, read liberally, and what was unreadable.
+
+    A string is the text; absent or ``null`` is ``""``; a number or boolean is written as
+    JSON writes it (``7``, ``2.5``, ``true``); an object or array has no text (``None``)
+    and is reported beside the event.
+    """
+    data = env.data
+    if data is None:
+        return "", None
+    if isinstance(data, str):
+        return data, None
+    if isinstance(data, bool):
+        return ("true" if data else "false"), None
+    if isinstance(data, (int, float)):
+        return str(data), None
+    return None, "data must be text, not a JSON object or array"
+
+
+def _raw_if_coerced(env: Envelope) -> Any:
+    """``data`` as received when it was not already the text itself (else ``None``)."""
+    return None if isinstance(env.data, str) else env.data
+
+
+def _ping_key(value: Any) -> str | None:
+    """The stamp a pong echoes, as we wrote it: ``2000``, ``2000.0`` and ``" 2000 "`` match."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return str(int(number)) if number.is_integer() else text
+    return None

@@ -2,7 +2,7 @@
 
 Both are frozen dataclasses that validate on construction and raise :class:`ConfigError`
 with a sentence naming the field. :meth:`StartRequest.to_initiate_data` builds the
-``initiate`` data object (PROTOCOL.md §3) and :meth:`StartRequest.from_initiate_data`
+``initiate`` data object (docs/protocol.md §3) and :meth:`StartRequest.from_initiate_data`
 parses one — the server machine uses the same checks, so both sides agree on "valid".
 """
 
@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .agent_config import check_agent_config, json_type_name
+from .envelope import json_problem
 from .errors import ConfigError
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .playback import DEFAULT_MAX_PLAYBACK_SECONDS
 
 __all__ = [
+    "DEFAULT_DISCONNECT_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "MAX_METADATA_BYTES",
     "ClientConfig",
     "PreReadyAudio",
+    "ServerConfig",
     "StartRequest",
 ]
 
@@ -31,6 +34,10 @@ __all__ = [
 MAX_METADATA_BYTES = 64 * 1024
 #: Default largest WebSocket message accepted (reassembled); larger ones close with 1009.
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+#: Default bound of the close handshake: how long our close frame waits for the reply.
+DEFAULT_DISCONNECT_TIMEOUT = 5.0
+#: Default bound of messages waiting to be sent.
+DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 
 _KNOWN_KEYS = frozenset(
     {"public_key", "agent", "metadata", "include_metadata_in_prompt", "session_continuation"}
@@ -39,9 +46,20 @@ _KNOWN_KEYS = frozenset(
 
 def _json_size(value: object, what: str) -> int:
     try:
-        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"{what} is not JSON-serializable ({exc}).") from None
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise ConfigError(json_problem(value, what) + ".") from None
+    return len(text.encode())
+
+
+def _check_seconds(value: object, what: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        none = " (or None to disable)" if optional else ""
+        raise ConfigError(f"{what} must be a positive number of seconds{none}.")
+    if value == float("inf"):
+        raise ConfigError(f"{what} must be finite.")
 
 
 def _non_empty_str(value: object, what: str) -> None:
@@ -182,7 +200,8 @@ class ClientConfig:
       ``0`` disables.
     * ``max_playback_seconds``: bound of the playback buffer (see :mod:`.playback`).
     * ``emit_audio_events``: report each agent audio frame as an :class:`AgentAudio` event
-      (the audio always goes to the playback buffer).
+      (off by default: the audio always goes to the playback buffer, and an event per
+      frame costs CPU and fills the event queue).
     * ``drain_grace_ms``: "playback finished" (answer → idle) is reported only after this
       much silence has been pulled from an empty queue. The SDK reports it the moment the
       queue empties, which flaps answer/idle on every frame when audio arrives at real-time
@@ -191,6 +210,19 @@ class ClientConfig:
       as the docs ask of clients.
     * ``max_pending_bytes``: bound of messages waiting to be sent; exceeding it means the
       transport is not draining ``data_to_send()`` and raises :class:`LocalProtocolError`.
+    * ``max_message_bytes``: largest incoming WebSocket message (reassembled); a larger
+      one fails the connection with 1009.
+
+    Timers (seconds; they come out of ``ClientConnection.get_timer()``):
+
+    * ``disconnect_timeout``: how long our close frame waits for the server's reply; then
+      the connection counts as closed (by us, normally) without it.
+    * ``liveness_timeout``: after this long with no byte from the server, a Millis ``ping``
+      is sent; ``None`` disables the liveness check.
+    * ``pong_timeout``: after that ping, this long with still no byte from the server ends
+      the connection: ``ConnectionClosed(1006, "the server stopped answering")``.
+    * ``keepalive_interval``: also send a Millis ``ping`` this often whatever arrives
+      (``None``, the default, sends none; ``ping_every_packets`` still applies).
     """
 
     pre_ready_audio: PreReadyAudio = PreReadyAudio.BUFFER
@@ -198,10 +230,15 @@ class ClientConfig:
     chunk_ms: float | None = None
     ping_every_packets: int = 1000
     max_playback_seconds: float = DEFAULT_MAX_PLAYBACK_SECONDS
-    emit_audio_events: bool = True
+    emit_audio_events: bool = False
     drain_grace_ms: float = 100.0
     close_on_session_end: bool = True
-    max_pending_bytes: int = 8 * 1024 * 1024
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT
+    liveness_timeout: float | None = 10.0
+    pong_timeout: float = 5.0
+    keepalive_interval: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.pre_ready_audio, PreReadyAudio):
@@ -220,6 +257,12 @@ class ClientConfig:
             raise ConfigError("max_playback_seconds must be positive.")
         if self.max_pending_bytes <= 0:
             raise ConfigError("max_pending_bytes must be positive.")
+        if self.max_message_bytes <= 0:
+            raise ConfigError("max_message_bytes must be positive.")
+        _check_seconds(self.disconnect_timeout, "disconnect_timeout")
+        _check_seconds(self.liveness_timeout, "liveness_timeout", optional=True)
+        _check_seconds(self.pong_timeout, "pong_timeout")
+        _check_seconds(self.keepalive_interval, "keepalive_interval", optional=True)
 
     @property
     def chunk_bytes(self) -> int | None:
@@ -227,3 +270,32 @@ class ClientConfig:
         if self.chunk_ms is None:
             return None
         return int(self.chunk_ms * SAMPLE_RATE / 1000) * BYTES_PER_SAMPLE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Options of the server side (``ServerConnection``). All have working defaults.
+
+    * ``handshake_timeout``: the WebSocket opening handshake must complete within this many
+      seconds of the connection's start, else it is dropped
+      (``ConnectionClosed(1008, ...)``, nothing sent: there is no WebSocket yet).
+    * ``initiate_timeout``: once open, ``initiate`` must arrive within this many seconds,
+      else the server closes with 1008 and a reason saying so.
+    * ``disconnect_timeout``: how long our close frame waits for the client's reply.
+    * ``max_message_bytes`` / ``max_pending_bytes``: as in :class:`ClientConfig`.
+    """
+
+    handshake_timeout: float = 10.0
+    initiate_timeout: float = 10.0
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+
+    def __post_init__(self) -> None:
+        _check_seconds(self.handshake_timeout, "handshake_timeout")
+        _check_seconds(self.initiate_timeout, "initiate_timeout")
+        _check_seconds(self.disconnect_timeout, "disconnect_timeout")
+        if self.max_message_bytes <= 0:
+            raise ConfigError("max_message_bytes must be positive.")
+        if self.max_pending_bytes <= 0:
+            raise ConfigError("max_pending_bytes must be positive.")

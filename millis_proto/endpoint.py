@@ -1,6 +1,6 @@
 """Millis endpoints and WebSocket URL parsing.
 
-Any ``ws://`` or ``wss://`` URL is accepted (PROTOCOL.md §1). ``ws://`` is plain text, so the
+Any ``ws://`` or ``wss://`` URL is accepted (docs/protocol.md §1). ``ws://`` is plain text, so the
 transports only use it when the caller asked for it explicitly by passing such a URL.
 """
 
@@ -15,7 +15,7 @@ __all__ = ["EU_WEST", "US_WEST", "Endpoint", "parse_endpoint"]
 
 #: The documented default endpoint (US-West).
 US_WEST = "wss://api-west.millis.ai:8080/millis"
-#: EU-West as third-party apps use it (no port; unverified, PROTOCOL.md §1).
+#: EU-West as third-party apps use it (no port; unverified, docs/protocol.md §1).
 EU_WEST = "wss://api-eu-west.millis.ai/millis"
 
 

@@ -1,19 +1,23 @@
 """The JSON envelope of text messages: ``{"method": str, "data"?: any, "payload"?: any}``.
 
 Decoding never raises: a text frame that is not JSON, not an object, or has no string
-``method`` yields a sentence saying what was wrong (PROTOCOL.md §4: clients must survive a
-non-JSON text frame). Encoding omits absent keys rather than sending ``null`` (§3).
+``method`` yields a sentence saying what was wrong (docs/protocol.md §4: clients must survive a
+non-JSON text frame). Encoding omits absent keys rather than sending ``null`` (§3) and
+refuses NaN and Infinity, which have no JSON spelling: Python's default would put a bare
+``NaN`` on the wire, which no JSON parser on the other side accepts.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .agent_config import json_type_name
 
-__all__ = ["ABSENT", "Envelope", "decode_envelope", "encode_envelope"]
+__all__ = ["ABSENT", "Envelope", "decode_envelope", "encode_envelope", "json_problem"]
 
 
 class _Absent:
@@ -27,8 +31,9 @@ class _Absent:
 
 ABSENT: Any = _Absent()
 
-# The encoder used for every outgoing message: compact, and ASCII-only is not needed.
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# The encoder used for every outgoing message: compact, ASCII-only is not needed, and
+# NaN/Infinity raise instead of producing invalid JSON.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,8 @@ def decode_envelope(text: str) -> Envelope | str:
 def encode_envelope(method: str, data: Any = ABSENT, payload: Any = ABSENT) -> str:
     """Encode a message, leaving out ``data``/``payload`` when they are :data:`ABSENT`.
 
-    Raises :class:`TypeError`/:class:`ValueError` if they are not JSON-serializable.
+    Raises :class:`TypeError`/:class:`ValueError` if they are not JSON-serializable (NaN
+    and Infinity included); :func:`json_problem` names the offending field.
     """
     obj: dict[str, Any] = {"method": method}
     if data is not ABSENT:
@@ -69,3 +75,42 @@ def encode_envelope(method: str, data: Any = ABSENT, payload: Any = ABSENT) -> s
     if payload is not ABSENT:
         obj["payload"] = payload
     return _encoder.encode(obj)
+
+
+def json_problem(value: Any, path: str) -> str:
+    """Say why ``value`` (found at ``path``) cannot be sent as JSON, naming the field.
+
+    Only called after encoding failed, so the walk costs nothing on the normal path.
+    """
+    found = _first_unencodable(value, path, depth=0)
+    if found is None:
+        return f"{path} is not JSON-serializable"
+    where, what = found
+    return f"{where} is {what}, which JSON cannot represent"
+
+
+_MAX_DEPTH = 200
+
+
+def _first_unencodable(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    if depth > _MAX_DEPTH:
+        return path, "nested too deeply"
+    if isinstance(value, float):
+        return (path, repr(value)) if not math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{path}[{key!r}]", f"keyed by a {type(key).__name__}"
+            found = _first_unencodable(item, f"{path}.{key}", depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _first_unencodable(item, f"{path}[{i}]", depth + 1)
+            if found is not None:
+                return found
+        return None
+    return path, f"a {type(value).__name__}"

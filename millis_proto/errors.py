@@ -28,6 +28,7 @@ __all__ = [
     "MillisError",
     "RemoteProtocolError",
     "TransportError",
+    "sentence",
 ]
 
 
@@ -89,3 +90,10 @@ class ConnectionClosedByServer(TransportError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+def sentence(text: str) -> str:
+    """``"connection lost: x"`` → ``"Connection lost: x."`` (error messages are sentences)."""
+    text = text.strip() or "no reason given"
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -3,11 +3,14 @@
 Every event is a frozen, slotted, keyword-only dataclass. The same objects flow through
 tests, logs and the CLI's JSONL file; :func:`event_to_dict` gives their JSON form, keyed by
 ``"event"`` — the Millis method name for server messages (``onready``, ``ontranscript`` …,
-unknown methods under their own name) and a short client-side name otherwise.
+unknown methods under their own name) and a short client-side name otherwise. Events that
+are server messages also carry ``"source": "server"`` (class attribute :attr:`Event.origin`),
+so a server that sends ``{"method": "error"}`` or ``{"method": "closed"}`` cannot pass for
+one of our own client-side events of that name.
 
 Raw ``data``/``payload`` fields hold the decoded JSON exactly as received (``None`` when
 the key was absent), because several Millis message shapes are undocumented
-(PROTOCOL.md §7): the application always gets what the server really said.
+(docs/protocol.md §7): the application always gets what the server really said.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .agent_state import AgentState
+from .errors import (
+    ConnectionClosedByServer,
+    ConnectionLost,
+    MillisError,
+    RemoteProtocolError,
+    sentence,
+)
 
 __all__ = [
     "AIAction",
@@ -61,13 +71,16 @@ _EVENT_OWN_REPR = {**_EVENT, "repr": False}
 
 
 class Event:
-    """Base class of all events. ``name`` is the event's JSON name."""
+    """Base class of all events. ``name`` is the event's JSON name; ``origin`` is
+    ``"server"`` for events that are server messages (written as ``"source"`` in their JSON
+    form) and ``None`` for our own."""
 
     __slots__ = ()
     name: ClassVar[str] = "event"
+    origin: ClassVar[str | None] = None
 
 
-# --- server -> client messages (PROTOCOL.md §4) -------------------------------------------
+# --- server -> client messages (docs/protocol.md §4) -------------------------------------------
 
 
 @dataclass(**_EVENT)
@@ -75,6 +88,7 @@ class Ready(Event):
     """The server's ``onready``: the session is live. ``session_id`` is ``None`` if absent."""
 
     name: ClassVar[str] = "onready"
+    origin: ClassVar[str | None] = "server"
     session_id: str | None
     data: Any = None
     payload: Any = None
@@ -82,33 +96,54 @@ class Ready(Event):
 
 @dataclass(**_EVENT)
 class Transcript(Event):
-    """``ontranscript``: live transcript of the user's speech."""
+    """``ontranscript``: live transcript of the user's speech.
+
+    Read liberally, as the official SDK does: ``text`` is ``data`` when it is a string, a
+    number or boolean written as text, ``""`` when ``data`` is absent, and ``None`` when it
+    is something else. ``data`` keeps what was sent whenever it was not a string (``None``
+    when it was, since ``text`` is then exactly it). ``is_final`` is ``None`` when the
+    payload does not say.
+    """
 
     name: ClassVar[str] = "ontranscript"
-    text: str
-    is_final: bool
+    origin: ClassVar[str | None] = "server"
+    text: str | None
+    is_final: bool | None
     payload: Any = None
+    data: Any = None
 
 
 @dataclass(**_EVENT)
 class ResponseText(Event):
-    """``onresponsetext``: the agent's text. Partials are passed on as received."""
+    """``onresponsetext``: the agent's text. Partials are passed on as received.
+
+    ``text`` and ``is_final`` are read as for :class:`Transcript`.
+    """
 
     name: ClassVar[str] = "onresponsetext"
-    text: str
-    is_final: bool
+    origin: ClassVar[str | None] = "server"
+    text: str | None
+    is_final: bool | None
     payload: Any = None
+    data: Any = None
 
 
 @dataclass(**_EVENT)
 class FunctionCall(Event):
-    """``onfunction``: the agent called a tool."""
+    """``onfunction``: the agent called a tool.
+
+    ``function`` is ``None`` when no name was sent (passed on, as the SDK does);
+    ``params`` is ``{}`` when absent and ``{"value": x}`` when not an object; ``result``
+    is the ``result`` key when the server sent one (tools that already ran), else ``None``.
+    """
 
     name: ClassVar[str] = "onfunction"
-    function: str
+    origin: ClassVar[str | None] = "server"
+    function: str | None
     params: dict[str, Any]
     data: Any = None
     payload: Any = None
+    result: Any = None
 
 
 @dataclass(**_EVENT)
@@ -116,6 +151,7 @@ class StartAnswering(Event):
     """``start_answering``: the agent began preparing an answer."""
 
     name: ClassVar[str] = "start_answering"
+    origin: ClassVar[str | None] = "server"
 
 
 @dataclass(**_EVENT)
@@ -123,6 +159,7 @@ class Pause(Event):
     """``pause``: user voice detected; playback stops but audio keeps being buffered."""
 
     name: ClassVar[str] = "pause"
+    origin: ClassVar[str | None] = "server"
 
 
 @dataclass(**_EVENT)
@@ -130,6 +167,7 @@ class Unpause(Event):
     """``unpause``: false alarm; playback resumes where it stopped."""
 
     name: ClassVar[str] = "unpause"
+    origin: ClassVar[str | None] = "server"
 
 
 @dataclass(**_EVENT)
@@ -141,6 +179,7 @@ class Clear(Event):
     """
 
     name: ClassVar[str] = "clear"
+    origin: ClassVar[str | None] = "server"
     played_samples: int = 0
     dropped_samples: int = 0
 
@@ -150,6 +189,7 @@ class AIAction(Event):
     """``ai_action``: what the agent decided to do (shape undocumented, passed raw)."""
 
     name: ClassVar[str] = "ai_action"
+    origin: ClassVar[str | None] = "server"
     data: Any = None
     payload: Any = None
 
@@ -159,6 +199,7 @@ class SessionEnded(Event):
     """``onsessionended``: the server ended the session."""
 
     name: ClassVar[str] = "onsessionended"
+    origin: ClassVar[str | None] = "server"
     data: Any = None
     payload: Any = None
 
@@ -177,6 +218,7 @@ class UnknownMessage(Event):
     """A server method this library does not interpret, passed on untouched."""
 
     name: ClassVar[str] = "unknown"
+    origin: ClassVar[str | None] = "server"
     method: str
     data: Any = None
     payload: Any = None
@@ -202,7 +244,7 @@ class BadMessage(Event):
     raw: str
 
 
-# --- derived client-side events (PROTOCOL.md §5) ------------------------------------------
+# --- derived client-side events (docs/protocol.md §5) ------------------------------------------
 
 
 @dataclass(**_EVENT)
@@ -293,8 +335,44 @@ class ConnectionClosed(Event):
 
     @property
     def normal(self) -> bool:
-        """True for the normal close codes 1000, 1001 and 1005 (PROTOCOL.md §4)."""
-        return self.code in (1000, 1001, 1005)
+        """True when the session ended as sessions should end.
+
+        That is every close we started (our close frame went out: :attr:`CloseInitiator.LOCAL`,
+        also after ``onsessionended``), and a close the peer started with 1000, 1001 or
+        1005 (docs/protocol.md §4). A lost connection, a protocol failure and a peer's close
+        with any other code are abnormal.
+        """
+        if self.initiator is CloseInitiator.LOCAL:
+            return True
+        return self.initiator is CloseInitiator.REMOTE and self.code in _NORMAL_CODES
+
+    def error(self) -> MillisError | None:
+        """The error an adapter raises for this end of a client session; ``None`` if normal.
+
+        :class:`~millis_proto.ConnectionLost` (no close handshake, 1006),
+        :class:`~millis_proto.RemoteProtocolError` (the server broke the WebSocket framing)
+        or :class:`~millis_proto.ConnectionClosedByServer` (another close code). The
+        wording is the client's ("the server ..."); on the server side read :attr:`normal`.
+        """
+        if self.normal:
+            return None
+        if self.initiator is CloseInitiator.LOST:
+            return ConnectionLost(sentence(self.reason))
+        if self.initiator is CloseInitiator.PROTOCOL_ERROR:
+            return RemoteProtocolError(
+                f"The server broke the WebSocket protocol, so the session was closed with "
+                f"code {self.code} ({self.reason})."
+            )
+        said = f": {self.reason}" if self.reason else ""
+        return ConnectionClosedByServer(
+            sentence(f"the server closed the session with code {self.code}{said}"),
+            code=self.code,
+            reason=self.reason,
+        )
+
+
+#: Close codes that end a session normally when the peer sends them.
+_NORMAL_CODES = frozenset({1000, 1001, 1005})
 
 
 # --- client -> server, as seen by the server machine ---------------------------------------
@@ -348,11 +426,14 @@ class ClientMessage(Event):
 def event_to_dict(event: Event) -> dict[str, Any]:
     """Return the JSON-ready form of ``event``: ``{"event": <name>, <fields>...}``.
 
-    Unknown server methods are named by their own method; bytes become their length
+    Server messages also carry ``"source": "server"``; unknown server methods are named by
+    their own method; bytes become their length
     (``"bytes": n``) so audio never bloats a log; enums become their values; the public key
     of an ``initiate`` is replaced by ``"***"``.
     """
     out: dict[str, Any] = {"event": event.name}
+    if event.origin is not None:
+        out["source"] = event.origin
     for field in dataclasses.fields(event):  # type: ignore[arg-type]
         value = getattr(event, field.name)
         if isinstance(value, bytes):

@@ -1,10 +1,14 @@
-"""What the client and server machines share: the event queue and the bounded outbox.
+"""What the message-level machines share: the event queue and the bounded outbox.
 
 A machine's output is pulled by its owner: :meth:`MessageMachine.events` for typed events
 and :meth:`MessageMachine.messages_to_send` for whole WebSocket messages (``str`` = text,
 ``bytes`` = binary, :class:`CloseRequest` = close the WebSocket). The outbox is bounded by
 ``max_pending_bytes``: going over it means the transport is not draining the machine, which
 raises :class:`LocalProtocolError` rather than growing without limit.
+
+Each subclass keeps its session phase in one transition table; this base only asks it
+whether the session is closing (:attr:`MessageMachine.closing`) and tells it when a close
+is requested (``_advance_close``) or the connection is gone (``_advance_closed``).
 """
 
 from __future__ import annotations
@@ -12,13 +16,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from .config import DEFAULT_MAX_PENDING_BYTES
 from .errors import LocalProtocolError
 from .events import Event
 
 __all__ = ["DEFAULT_MAX_PENDING_BYTES", "CloseRequest", "MessageMachine", "OutgoingMessage"]
-
-#: Default bound of messages waiting to be sent.
-DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +35,18 @@ OutgoingMessage = str | bytes | CloseRequest
 
 
 class MessageMachine:
-    """Base of :class:`~millis_proto.client.MillisClient` and ``MillisServer``."""
+    """Base of :class:`~millis_proto.client.MessageClient` and ``MessageServer``."""
 
     def __init__(self, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         self._events: deque[Event] = deque()
         self._out: deque[OutgoingMessage] = deque()
         self._out_bytes = 0
         self._max_pending_bytes = max_pending_bytes
-        self._closing = False
 
     @property
     def closing(self) -> bool:
         """True once a close was requested or the connection closed."""
-        return self._closing
+        raise NotImplementedError
 
     def next_event(self) -> Event | None:
         """Pop the oldest pending event, or ``None``."""
@@ -66,25 +67,33 @@ class MessageMachine:
         self._out_bytes = 0
         return out
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = 1000, reason: str = "", *, now: float | None = None) -> None:
         """Ask the wire layer to close the WebSocket; idempotent.
 
         Messages queued before it are still sent; sending afterwards raises
-        :class:`LocalProtocolError`.
+        :class:`LocalProtocolError`. ``now`` is accepted so that code driving either this
+        or a wire connection (whose ``close`` needs it for the reply deadline) is the same;
+        a message-level machine has no timers and ignores it.
         """
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
+        self._advance_close()
         self._out.append(CloseRequest(code, reason))
 
     def connection_closed(self, now: float) -> None:
         """The WebSocket is closed (for any reason): drop what can no longer be sent."""
-        self._closing = True
+        self._advance_closed()
         self._out.clear()
         self._out_bytes = 0
 
+    def _advance_close(self) -> None:
+        raise NotImplementedError
+
+    def _advance_closed(self) -> None:
+        raise NotImplementedError
+
     def _check_open(self, action: str) -> None:
-        if self._closing:
+        if self.closing:
             raise LocalProtocolError(f"cannot {action}: the session is closed.")
 
     def _queue(self, item: str | bytes) -> None:

@@ -1,11 +1,13 @@
 """PCM framing helpers: sample carry across odd byte counts and fixed-size re-chunking.
 
-The protocol's audio is headerless s16le, 16 kHz, mono (PROTOCOL.md §2). Chunk sizes are
+The protocol's audio is headerless s16le, 16 kHz, mono (docs/protocol.md §2). Chunk sizes are
 arbitrary in both directions, including odd byte counts, so a sample may be split across
 two binary messages: :class:`SampleAligner` carries the odd byte to the next call.
 """
 
 from __future__ import annotations
+
+from .errors import ConfigError
 
 __all__ = [
     "BYTES_PER_SAMPLE",
@@ -76,7 +78,7 @@ class Rechunker:
 
     def __init__(self, frame_bytes: int) -> None:
         if frame_bytes <= 0 or frame_bytes % BYTES_PER_SAMPLE:
-            raise ValueError("frame_bytes must be a positive, even number of bytes")
+            raise ConfigError("frame_bytes must be a positive, even number of bytes.")
         self.frame_bytes = frame_bytes
         self._buf = bytearray()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from .errors import ConfigError
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, SampleAligner
 
 __all__ = ["DEFAULT_MAX_PLAYBACK_SECONDS", "PlaybackBuffer", "PlaybackChunk"]
@@ -62,7 +63,7 @@ class PlaybackBuffer:
 
     def __init__(self, max_seconds: float = DEFAULT_MAX_PLAYBACK_SECONDS) -> None:
         if not max_seconds > 0:
-            raise ValueError("max_seconds must be positive")
+            raise ConfigError("max_seconds must be positive.")
         self.capacity_samples = int(max_seconds * SAMPLE_RATE)
         self._aligner = SampleAligner()
         self._chunks: deque[bytes] = deque()
@@ -106,7 +107,7 @@ class PlaybackBuffer:
     def pull(self, n_samples: int) -> PlaybackChunk:
         """Return exactly ``n_samples`` samples (s16le bytes): audio while playing, else zeros."""
         if n_samples < 0:
-            raise ValueError("n_samples must not be negative")
+            raise ConfigError("n_samples must not be negative.")
         want = n_samples * BYTES_PER_SAMPLE
         if self._paused or not self._queued_bytes or not want:
             return PlaybackChunk(bytes(want), 0, False)

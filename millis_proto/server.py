@@ -1,14 +1,24 @@
-"""The server machine: the mirror image of the client, for the local agent and for tests.
+"""The message-level server machine: the mirror of the client, for the local agent and tests.
 
 Theory of operation
 -------------------
-Phases: ``awaiting_initiate`` → ``active`` → ``closed``. The first message must be a valid
-``initiate``; anything else (audio first, another method, an invalid start request) makes
-the machine close with 1008 and a reason beginning ``"validation error"``, which is how
-Millis reports bad configs (PROTOCOL.md §4). Once active, ``ping`` is answered with a
-``pong`` echoing its data (the machine queues it itself), binary frames become
-:class:`ClientAudio`, and any other method becomes :class:`ClientMessage`. The ``send_*``
-methods produce every server message of PROTOCOL.md §4 and agent audio.
+:class:`MessageServer` is for transports that do WebSocket framing themselves; everything
+else drives :class:`~millis_proto.ServerConnection`, which owns one privately and offers
+the same ``send_*`` methods.
+
+Phases move only through :data:`SERVER_TRANSITIONS`::
+
+    awaiting_initiate + INITIATE → active
+    awaiting_initiate | active + CLOSE → closing    (our close is queued)
+    *                 + CLOSED   → closed
+
+The first message must be a valid ``initiate``; anything else (audio first, another
+method, an invalid start request) makes the machine close with 1008 and a reason beginning
+``"validation error"``, which is how Millis reports bad configs (docs/protocol.md §4). Once
+active, ``ping`` is answered with a ``pong`` echoing its data (the machine queues it
+itself), binary frames become :class:`ClientAudio`, and any other method becomes
+:class:`ClientMessage`. The ``send_*`` methods produce every server message of
+docs/protocol.md §4 and agent audio.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import enum
 from typing import Any
 
 from .config import StartRequest
-from .envelope import ABSENT, decode_envelope, encode_envelope
+from .envelope import ABSENT, decode_envelope, encode_envelope, json_problem
 from .errors import ConfigError, LocalProtocolError
 from .events import (
     BadMessage,
@@ -30,7 +40,7 @@ from .events import (
 from .machine import DEFAULT_MAX_PENDING_BYTES, MessageMachine
 from .pcm import Buffer
 
-__all__ = ["MillisServer", "ServerPhase"]
+__all__ = ["SERVER_TRANSITIONS", "MessageServer", "ServerPhase", "ServerTrigger"]
 
 #: Close code used for an invalid ``initiate`` (policy violation).
 VALIDATION_CLOSE_CODE = 1008
@@ -41,11 +51,32 @@ class ServerPhase(str, enum.Enum):
 
     AWAITING_INITIATE = "awaiting_initiate"
     ACTIVE = "active"
+    CLOSING = "closing"
     CLOSED = "closed"
 
 
-class MillisServer(MessageMachine):
-    """Server-role Millis session machine; same output model as :class:`MillisClient`."""
+class ServerTrigger(enum.Enum):
+    """Inputs of the server session phase machine."""
+
+    INITIATE = "initiate"
+    CLOSE = "close"
+    CLOSED = "closed"
+
+
+_P = ServerPhase
+_T = ServerTrigger
+
+#: ``(phase, trigger) → phase``; a missing pair cannot happen (the callers guard it).
+SERVER_TRANSITIONS: dict[tuple[ServerPhase, ServerTrigger], ServerPhase] = {
+    (_P.AWAITING_INITIATE, _T.INITIATE): _P.ACTIVE,
+    (_P.AWAITING_INITIATE, _T.CLOSE): _P.CLOSING,
+    (_P.ACTIVE, _T.CLOSE): _P.CLOSING,
+    **{(p, _T.CLOSED): _P.CLOSED for p in ServerPhase},
+}
+
+
+class MessageServer(MessageMachine):
+    """Server-role Millis session machine; same output model as :class:`MessageClient`."""
 
     def __init__(self, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         super().__init__(max_pending_bytes)
@@ -55,16 +86,34 @@ class MillisServer(MessageMachine):
 
     @property
     def phase(self) -> ServerPhase:
-        """The session phase."""
+        """The session phase (see :data:`SERVER_TRANSITIONS`)."""
         return self._phase
+
+    @property
+    def closing(self) -> bool:
+        """True once a close was requested or the connection closed."""
+        return self._phase is _P.CLOSING or self._phase is _P.CLOSED
+
+    def _advance(self, trigger: ServerTrigger) -> None:
+        """Move the phase through the table; the one place that assigns it."""
+        new = SERVER_TRANSITIONS.get((self._phase, trigger))
+        if new is None:
+            raise LocalProtocolError(f"cannot {trigger.value} a session that is {self._phase}.")
+        self._phase = new
+
+    def _advance_close(self) -> None:
+        self._advance(_T.CLOSE)
+
+    def _advance_closed(self) -> None:
+        self._advance(_T.CLOSED)
 
     # --- input -------------------------------------------------------------------------
 
     def receive_message(self, message: str | Buffer, now: float) -> None:
         """Feed one whole WebSocket message: ``str`` = text frame, bytes-like = binary."""
-        if self._phase is ServerPhase.CLOSED:
+        if self._phase is _P.CLOSED:
             raise LocalProtocolError("the connection is closed; no more messages can arrive.")
-        if self._closing:
+        if self._phase is _P.CLOSING:
             return  # we are failing the session; the rest is discarded
         if self._phase is ServerPhase.AWAITING_INITIATE:
             self._expect_initiate(message)
@@ -75,7 +124,6 @@ class MillisServer(MessageMachine):
 
     def connection_closed(self, now: float) -> None:
         """The WebSocket is closed: nothing more is sent or received."""
-        self._phase = ServerPhase.CLOSED
         super().connection_closed(now)
 
     def _reject(self, why: str) -> None:
@@ -99,7 +147,7 @@ class MillisServer(MessageMachine):
                 self._reject(str(exc))
                 return
             self.request = request
-            self._phase = ServerPhase.ACTIVE
+            self._advance(_T.INITIATE)
             self._events.append(InitiateReceived(request=request, data=env.data))
 
     def _on_text(self, text: str) -> None:
@@ -107,7 +155,7 @@ class MillisServer(MessageMachine):
         if isinstance(env, str):
             self._events.append(BadMessage(reason=env, raw=text))
         elif env.method == "ping":
-            if not self._closing:
+            if not self.closing:
                 self._queue(encode_envelope("pong", ABSENT if env.data is None else env.data))
             self._events.append(ClientPing(data=env.data))
         else:
@@ -120,21 +168,23 @@ class MillisServer(MessageMachine):
         self._check_open("send")
         try:
             text = encode_envelope(method, data, payload)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ConfigError(f"{method!r} is not JSON-serializable ({exc}).") from None
+        except (TypeError, ValueError, RecursionError):
+            present = {k: v for k, v in (("data", data), ("payload", payload)) if v is not ABSENT}
+            problem = json_problem(present, method)
+            raise ConfigError(f"{problem}.") from None
         self._queue(text)
 
     def send_ready(self, session_id: str) -> None:
         """``onready`` with ``payload.session_id``."""
         self.send_message("onready", payload={"session_id": session_id})
 
-    def send_transcript(self, text: str, *, is_final: bool) -> None:
-        """``ontranscript`` (user text)."""
-        self.send_message("ontranscript", text, {"is_final": is_final})
+    def send_transcript(self, text: str, *, is_final: bool | None) -> None:
+        """``ontranscript`` (user text); ``is_final=None`` leaves the payload out."""
+        self.send_message("ontranscript", text, _final_payload(is_final))
 
-    def send_response_text(self, text: str, *, is_final: bool) -> None:
-        """``onresponsetext`` (agent text)."""
-        self.send_message("onresponsetext", text, {"is_final": is_final})
+    def send_response_text(self, text: str, *, is_final: bool | None) -> None:
+        """``onresponsetext`` (agent text); ``is_final=None`` leaves the payload out."""
+        self.send_message("onresponsetext", text, _final_payload(is_final))
 
     def send_function_call(self, name: str, params: dict[str, Any]) -> None:
         """``onfunction`` with ``payload {name, params}``."""
@@ -168,3 +218,7 @@ class MillisServer(MessageMachine):
         """One binary frame of agent audio (any size)."""
         self._check_open("send audio")
         self._queue(bytes(pcm))
+
+
+def _final_payload(is_final: bool | None) -> Any:
+    return ABSENT if is_final is None else {"is_final": is_final}

@@ -1,14 +1,21 @@
-"""The wire level: a message machine composed with wsproto, bytes in and bytes out.
+"""The wire level: the one object per role that a transport drives, bytes in and bytes out.
 
 Theory of operation
 -------------------
-:class:`ClientConnection` and :class:`ServerConnection` own a ``wsproto.WSConnection`` and a
-message machine (:class:`~millis_proto.client.MillisClient` / ``MillisServer``). The owner
-feeds received bytes to :meth:`WireConnection.receive_data` (``None`` = EOF), writes what
-:meth:`WireConnection.data_to_send` returns (everything pending, so many frames go out in
-one write), and reads :meth:`WireConnection.events` — the machine's events interleaved, in
-order, with the connection's own (:class:`Connected`, :class:`ConnectionRejected`,
-:class:`ConnectionClosed`).
+:class:`ClientConnection` and :class:`ServerConnection` each own a ``wsproto.WSConnection``
+and, privately, a message machine (:class:`~millis_proto.client.MessageClient` /
+:class:`~millis_proto.server.MessageServer`). The owner drives exactly this one object, the
+h11/aioquic way:
+
+* feed received bytes to :meth:`~WireConnection.receive_data` (``None`` or ``b""`` = EOF);
+* write what :meth:`~WireConnection.data_to_send` returns (everything pending, one write);
+* read :meth:`~WireConnection.events` — the machine's events interleaved, in order, with the
+  connection's own (:class:`Connected`, :class:`ConnectionRejected`, :class:`ConnectionClosed`);
+* sleep until :meth:`~WireConnection.get_timer` and then call
+  :meth:`~WireConnection.handle_timer` — the deadlines live here, not in the adapter.
+
+There is no second door to the message machine's events: it is private, so nothing can
+take events from it behind this object's back.
 
 The connection state is wsproto's. This layer adds what wsproto leaves to its caller:
 
@@ -18,18 +25,24 @@ The connection state is wsproto's. This layer adds what wsproto leaves to its ca
   (trio-websocket #184);
 * the close handshake both ways, and a malformed frame (wsproto reports it as a close with
   1002/1007) fails the connection: our close frame is queued and the connection is closed;
-* exactly one :class:`ConnectionClosed` event, with the code, reason and initiator. After
-  it, flush ``data_to_send()`` once more and close the transport; later input is ignored.
+* exactly one :class:`ConnectionClosed` event, with the code, reason and initiator, and its
+  classification (``normal`` / ``error()``). After it, flush ``data_to_send()`` once more and
+  close the transport; later input is ignored;
+* timers: the close-reply deadline (``disconnect_timeout`` after our close frame; when it
+  passes the connection is closed by us without the reply), and per role the client's
+  liveness check and the server's handshake and initiate deadlines (see each class).
 
-A broken opening handshake raises :class:`RemoteProtocolError` (sticky); on the server side
-the 400 response is queued first, so flush before closing (as h2 does).
+A broken opening handshake raises :class:`RemoteProtocolError` (sticky), whatever wsproto or
+h11 raised under it (a non-ASCII byte in a header raises ``UnicodeDecodeError`` there); no
+other exception leaves :meth:`~WireConnection.receive_data`. On the server side the 400
+response is queued first, so flush before closing (as h2 does).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 import wsproto
 import wsproto.utilities
@@ -46,10 +59,12 @@ from wsproto.events import (
 )
 from wsproto.events import Event as WsEvent
 
-from .client import MillisClient
-from .config import DEFAULT_MAX_MESSAGE_BYTES
+from .agent_state import AgentState
+from .client import MessageClient, SessionPhase
+from .config import ClientConfig, ServerConfig, StartRequest
 from .endpoint import Endpoint, parse_endpoint
-from .errors import RemoteProtocolError
+from .envelope import ABSENT
+from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from .events import (
     CloseInitiator,
     Connected,
@@ -58,41 +73,57 @@ from .events import (
     Event,
 )
 from .machine import CloseRequest, OutgoingMessage
-from .server import MillisServer
+from .pcm import Buffer
+from .playback import PlaybackBuffer, PlaybackChunk
+from .server import MessageServer, ServerPhase
 
 __all__ = ["ClientConnection", "ServerConnection", "WireConnection"]
 
 #: How much of a handshake rejection body is kept for the error message.
 MAX_REJECT_BODY = 4096
-#: Largest opening-handshake request the server side keeps while parsing it.
+#: Largest opening-handshake request head the server side keeps while looking for its end.
 MAX_HANDSHAKE_BYTES = 64 * 1024
+#: What replaces the public key in a close reason that echoes it.
+REDACTED = "<public key>"
 
 
 class _Machine(Protocol):
+    @property
+    def closing(self) -> bool: ...
     def events(self) -> list[Event]: ...
     def messages_to_send(self) -> list[OutgoingMessage]: ...
     def receive_message(self, message: str | bytes, now: float) -> None: ...
     def connection_closed(self, now: float) -> None: ...
-    def close(self, code: int = 1000, reason: str = "") -> None: ...
+    def close(self, code: int = 1000, reason: str = "", *, now: float | None = None) -> None: ...
 
 
 class WireConnection:
     """Shared wire logic; use :class:`ClientConnection` or :class:`ServerConnection`."""
 
-    def __init__(self, machine: _Machine, role: ConnectionType, max_message_bytes: int) -> None:
-        if max_message_bytes <= 0:
-            raise ValueError("max_message_bytes must be positive")
+    def __init__(
+        self,
+        machine: _Machine,
+        role: ConnectionType,
+        *,
+        max_message_bytes: int,
+        disconnect_timeout: float,
+    ) -> None:
         self._machine = machine
         self._ws = wsproto.WSConnection(role)
         self.max_message_bytes = max_message_bytes
+        self._disconnect_timeout = disconnect_timeout
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
         self._parts: list[str | bytes] = []  # fragments of the message being reassembled
         self._parts_size = 0
         self._local_close: CloseRequest | None = None
-        self._reject_status: int | None = None
-        self._reject_body = b""
+        self._close_deadline: float | None = None
         self._error: RemoteProtocolError | None = None
+        self._secret: str | None = None  # redacted from close reasons
+        # The latest ``now`` the owner gave: the time of anything queued without one
+        # (a close frame encoded from the machine's outbox in ``data_to_send``).
+        self._now: float | None = None
+        self._last_rx: float | None = None  # when bytes last arrived
         #: The :class:`ConnectionClosed` event once the connection is closed, else ``None``.
         self.closed: ConnectionClosed | None = None
 
@@ -105,6 +136,11 @@ class WireConnection:
     def is_open(self) -> bool:
         """True between the handshake and the first close frame (ours or theirs)."""
         return self.closed is None and self._ws.state is ConnectionState.OPEN
+
+    @property
+    def closing(self) -> bool:
+        """True once a close was requested (by either side) or the connection closed."""
+        return self.closed is not None or self._machine.closing
 
     # --- output ------------------------------------------------------------------------
 
@@ -129,23 +165,23 @@ class WireConnection:
         self._out.clear()
         return data
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close: the machine's queued messages go out, then our close frame.
+    def close(self, code: int = 1000, reason: str = "", *, now: float) -> None:
+        """Close: queued messages go out, then our close frame; idempotent.
 
-        Idempotent. :class:`ConnectionClosed` comes when the peer answers (or at EOF);
-        before the opening handshake completes it comes at once.
+        :class:`ConnectionClosed` comes when the peer answers, at EOF, or at the
+        ``disconnect_timeout`` deadline (``get_timer()``) if it never does; before the
+        opening handshake completes it comes at once.
         """
+        self._now = now
         if self.closed is not None:
             return
         self._machine.close(code, reason)
-        if self._ws.state is ConnectionState.OPEN:
+        state = self._ws.state
+        if state is ConnectionState.OPEN:
             self._encode_machine_output()
-        elif self._ws.state is ConnectionState.CONNECTING:
+        elif state is ConnectionState.CONNECTING:
             self._finish(
-                code,
-                reason or "closed before the handshake completed",
-                CloseInitiator.LOCAL,
-                now=0.0,
+                code, reason or "closed before the handshake completed", CloseInitiator.LOCAL, now
             )
 
     def abort(self, reason: str, now: float) -> None:
@@ -156,15 +192,104 @@ class WireConnection:
         :meth:`receive_data`. Nothing more can be sent, so pending output is dropped.
         Idempotent; ignored once closed.
         """
+        self._now = now
         if self.closed is not None:
             return
         self._out.clear()
-        if self._local_close is not None:
+        self._end_without_reply(reason, now)
+
+    # --- time --------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline (monotonic seconds) at which :meth:`handle_timer` is due.
+
+        ``None`` when nothing is timed. Ask again after every call into this object: any
+        of them may move it.
+        """
+        if self.closed is not None:
+            return None
+        if self._close_deadline is not None:
+            return self._close_deadline  # only the peer's close reply is awaited now
+        return self._role_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every deadline that is due at ``now`` (it may queue bytes or give events)."""
+        self._now = now
+        if self.closed is not None:
+            return
+        if self._close_deadline is not None:
+            if now >= self._close_deadline:
+                # RFC 6455 §7.1.1 lets us close the TCP connection when the reply is late.
+                self._out.clear()
+                self._end_without_reply("the peer did not answer the close in time", now)
+            return
+        self._role_handle_timer(now)
+        self._encode_if_closing()
+
+    def _role_timer(self) -> float | None:
+        return None
+
+    def _role_handle_timer(self, now: float) -> None:
+        """Role-specific timers (liveness, handshake, initiate)."""
+
+    # --- input -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview | None, now: float) -> None:
+        """Feed bytes read from the transport; ``None`` (or ``b""``) means EOF.
+
+        Raises :class:`RemoteProtocolError` for an invalid opening handshake (sticky), and
+        nothing else.
+        """
+        if self._error is not None:
+            raise self._error
+        self._now = now
+        if self.closed is not None:
+            return  # RFC 6455 §7.1.1: after closing, remaining data is discarded
+        eof = data is None or len(data) == 0
+        ws = self._ws
+        if eof and ws.state is ConnectionState.CONNECTING:
             self._finish(
-                self._local_close.code, self._local_close.reason, CloseInitiator.LOCAL, now
+                1006,
+                "connection lost before the WebSocket handshake completed",
+                CloseInitiator.LOST,
+                now,
             )
-        else:
-            self._finish(1006, reason, CloseInitiator.LOST, now)
+            return
+        if not eof:
+            self._last_rx = now
+        handshaking = ws.state is ConnectionState.CONNECTING
+        try:
+            ws.receive_data(None if eof else data)  # type: ignore[arg-type]
+            for event in ws.events():
+                self._handle(event, now)
+                if self.closed is not None:
+                    break
+        except wsproto.utilities.RemoteProtocolError as exc:
+            hint = exc.event_hint if isinstance(exc.event_hint, RejectConnection) else None
+            self._fail_handshake(str(exc), hint, now)
+        except ValueError as exc:  # UnicodeDecodeError and friends from header parsing
+            if not handshaking:
+                raise
+            self._fail_handshake(f"{type(exc).__name__}: {exc}", None, now)
+        if eof and self.closed is None:
+            self._end_without_reply(
+                "connection lost: the peer closed the connection without "
+                "a WebSocket close handshake",
+                now,
+            )
+        self._encode_if_closing()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        # Machine events first-in-first-out behind the connection events already queued.
+        self._events.extend(self._machine.events())
+
+    def _encode_if_closing(self) -> None:
+        # A close the machine queued itself (after onsessionended, an invalid initiate)
+        # goes out now, so its reply deadline starts now rather than at the next write.
+        if self._local_close is None and self._machine.closing:
+            self._encode_machine_output()
 
     def _encode_machine_output(self) -> None:
         if self._ws.state is not ConnectionState.OPEN or self.closed is not None:
@@ -180,66 +305,31 @@ class WireConnection:
                 self._send_close(item)
                 return
 
-    # --- input -------------------------------------------------------------------------
-
-    def receive_data(self, data: bytes | bytearray | memoryview | None, now: float) -> None:
-        """Feed bytes read from the transport; ``None`` (or ``b""``) means EOF.
-
-        Raises :class:`RemoteProtocolError` for an invalid opening handshake (sticky).
-        """
-        if self._error is not None:
-            raise self._error
-        if self.closed is not None:
-            return  # RFC 6455 §7.1.1: after closing, remaining data is discarded
-        eof = data is None or len(data) == 0
-        if eof and self._ws.state is ConnectionState.CONNECTING:
-            self._finish(
-                1006,
-                "connection lost before the WebSocket handshake completed",
-                CloseInitiator.LOST,
-                now,
-            )
-            return
-        try:
-            self._ws.receive_data(None if eof else data)  # type: ignore[arg-type]
-            for event in self._ws.events():
-                self._handle(event, now)
-                if self.closed is not None:
-                    break
-        except wsproto.utilities.RemoteProtocolError as exc:
-            self._fail_handshake(exc, now)
-        if eof and self.closed is None:
-            if self._local_close is not None:
-                self._finish(
-                    self._local_close.code, self._local_close.reason, CloseInitiator.LOCAL, now
-                )
-            else:
-                self._finish(
-                    1006,
-                    "connection lost: the peer closed the connection without "
-                    "a WebSocket close handshake",
-                    CloseInitiator.LOST,
-                    now,
-                )
-
-    # --- internals ---------------------------------------------------------------------
-
-    def _collect(self) -> None:
-        # Machine events first-in-first-out behind the connection events already queued.
-        self._events.extend(self._machine.events())
-
-    def _fail_handshake(self, exc: wsproto.utilities.RemoteProtocolError, now: float) -> None:
+    def _fail_handshake(self, why: str, hint: RejectConnection | None, now: float) -> None:
         raise NotImplementedError
 
     def _send_close(self, request: CloseRequest) -> None:
         self._local_close = request
+        if self._now is not None:
+            self._close_deadline = self._now + self._disconnect_timeout
         self._out.append(
             self._ws.send(CloseConnection(code=request.code, reason=request.reason or None))
         )
 
+    def _end_without_reply(self, reason: str, now: float) -> None:
+        """The transport ended (or we gave up on it): our own close if we sent one, else 1006."""
+        if self._local_close is not None:
+            self._finish(
+                self._local_close.code, self._local_close.reason, CloseInitiator.LOCAL, now
+            )
+        else:
+            self._finish(1006, reason, CloseInitiator.LOST, now)
+
     def _finish(self, code: int, reason: str, initiator: CloseInitiator, now: float) -> None:
         self._machine.connection_closed(now)
         self._collect()  # the machine's last events (state -> idle) come before the close
+        if self._secret and self._secret in reason:
+            reason = reason.replace(self._secret, REDACTED)  # a peer may echo the key
         self.closed = ConnectionClosed(code=code, reason=reason, initiator=initiator)
         self._events.append(self.closed)
         self._parts.clear()
@@ -313,37 +403,192 @@ class WireConnection:
 
 
 class ClientConnection(WireConnection):
-    """A client WebSocket to a Millis endpoint, driving a :class:`MillisClient`.
+    """A client session with a Millis endpoint: the one object a custom transport drives.
 
-    The opening handshake request is queued on construction: write ``data_to_send()`` as
-    soon as the transport is connected. ``initiate`` follows as soon as the server accepts.
+    Built from what the user has: the start request, the URL (or :class:`Endpoint`) and the
+    options (:class:`ClientConfig`). The opening handshake request is queued on
+    construction: write ``data_to_send()`` as soon as the transport is connected;
+    ``initiate`` follows as soon as the server accepts.
+
+    ``wall_clock_offset`` turns the monotonic ``now`` into the wall-clock epoch seconds that
+    ``ping`` data carries (``now + wall_clock_offset``): pass
+    ``time.time() - time.monotonic()`` (or the same for your event loop's clock). The core
+    never reads a clock itself.
+
+    Timers (``get_timer``/``handle_timer``, all from ``config``): the close-reply deadline;
+    liveness — after ``liveness_timeout`` with no byte from the server a Millis ``ping`` is
+    sent, and ``pong_timeout`` later with still nothing the connection ends with
+    ``ConnectionClosed(1006, "the server stopped answering")``; and the optional
+    ``keepalive_interval`` pings.
     """
 
     def __init__(
         self,
-        client: MillisClient,
-        endpoint: str | Endpoint,
+        request: StartRequest,
+        url: str | Endpoint,
+        config: ClientConfig | None = None,
         *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
+        wall_clock_offset: float = 0.0,
     ) -> None:
-        super().__init__(client, ConnectionType.CLIENT, max_message_bytes)
-        self.client = client
-        self.endpoint = endpoint if isinstance(endpoint, Endpoint) else parse_endpoint(endpoint)
+        endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
+        client = MessageClient(request, config, wall_clock_offset=wall_clock_offset)
+        self.config: ClientConfig = client.config
+        super().__init__(
+            client,
+            ConnectionType.CLIENT,
+            max_message_bytes=self.config.max_message_bytes,
+            disconnect_timeout=self.config.disconnect_timeout,
+        )
+        self._client = client
+        self._secret = request.public_key
+        #: The start request (its ``repr`` hides the public key).
+        self.request = request
+        #: Where this connection goes.
+        self.endpoint = endpoint
+        self._reject_status: int | None = None
+        self._reject_body = b""
+        self._liveness_ping_at: float | None = None  # when our last liveness ping went out
+        self._next_keepalive: float | None = None
         self._out.append(
             self._ws.send(
                 Request(
-                    host=self.endpoint.host_header,
-                    target=self.endpoint.target,
+                    host=endpoint.host_header,
+                    target=endpoint.target,
                     extra_headers=list(extra_headers or []),
                 )
             )
         )
 
+    # --- read-only state ---------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The server's session id from ``onready`` (keep it for continuation)."""
+        return self._client.session_id
+
+    @property
+    def agent_state(self) -> AgentState:
+        """The agent state (docs/protocol.md §5)."""
+        return self._client.agent_state
+
+    @property
+    def phase(self) -> SessionPhase:
+        """The session phase (see :data:`~millis_proto.client.SESSION_TRANSITIONS`)."""
+        return self._client.phase
+
+    @property
+    def muted(self) -> bool:
+        """True while outgoing audio is replaced by zeros."""
+        return self._client.muted
+
+    @property
+    def playback(self) -> PlaybackBuffer:
+        """The agent audio waiting to be played (pull it with :meth:`pull_playback`)."""
+        return self._client.playback
+
+    @property
+    def audio_packets_sent(self) -> int:
+        """Audio packets sent so far."""
+        return self._client.audio_packets_sent
+
+    @property
+    def pre_ready_dropped_samples(self) -> int:
+        """Samples discarded by the pre-ready policy (``DROP``, or ``BUFFER`` overflow)."""
+        return self._client.pre_ready_dropped_samples
+
+    # --- application calls -------------------------------------------------------------
+
+    def send_audio(self, pcm: Buffer, now: float) -> None:
+        """Send user audio (s16le, 16 kHz, mono, any length); see ``MessageClient``."""
+        self._now = now
+        self._client.send_audio(pcm, now)
+
+    def flush_audio(self, now: float) -> None:
+        """Send the short last frame the re-chunker holds (``ClientConfig.chunk_ms``)."""
+        self._now = now
+        self._client.flush_audio(now)
+
+    def mute(self) -> None:
+        """Replace outgoing audio with zeros of the same length until :meth:`unmute`."""
+        self._client.mute()
+
+    def unmute(self) -> None:
+        """Send the application's audio again."""
+        self._client.unmute()
+
+    def send_message(self, method: str, data: Any = ABSENT) -> None:
+        """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional).
+
+        Raises :class:`ConfigError` naming the field for data JSON cannot carry (NaN and
+        Infinity included).
+        """
+        self._client.send_message(method, data)
+
+    def send_ping(self, now: float) -> None:
+        """Send a Millis ``ping`` (data: wall-clock epoch ms); its ``Pong`` has ``rtt_ms``."""
+        self._now = now
+        self._client.send_ping(now)
+
+    def pull_playback(self, n_samples: int, now: float) -> PlaybackChunk:
+        """Take exactly ``n_samples`` samples for the speaker (zeros while paused or empty).
+
+        Works after the close too, so a goodbye can still be played out.
+        """
+        return self._client.pull_playback(n_samples, now)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _role_timer(self) -> float | None:
+        if not self.is_open or self._client.closing:
+            return None
+        deadline = self._liveness_deadline()
+        keepalive = self._next_keepalive
+        if keepalive is not None and (deadline is None or keepalive < deadline):
+            deadline = keepalive
+        return deadline
+
+    def _liveness_deadline(self) -> float | None:
+        """When the liveness check next acts: pong overdue, or silence long enough to ping."""
+        last_rx = self._last_rx
+        if last_rx is None:
+            return None
+        ping_at = self._liveness_ping_at
+        if ping_at is not None and last_rx < ping_at:
+            return ping_at + self.config.pong_timeout  # nothing since our ping
+        liveness = self.config.liveness_timeout
+        return None if liveness is None else last_rx + liveness
+
+    def _role_handle_timer(self, now: float) -> None:
+        if not self.is_open or self._client.closing:
+            return
+        deadline = self._liveness_deadline()
+        if deadline is not None and now >= deadline:
+            if (
+                self._liveness_ping_at is not None
+                and self._last_rx is not None
+                and (self._last_rx < self._liveness_ping_at)
+            ):
+                self._out.clear()
+                self._finish(1006, "the server stopped answering", CloseInitiator.LOST, now)
+                return
+            self._client.send_ping(now)
+            self._liveness_ping_at = now
+        interval = self.config.keepalive_interval
+        if (
+            interval is not None
+            and self._next_keepalive is not None
+            and now >= self._next_keepalive
+        ):
+            self._client.send_ping(now)
+            self._next_keepalive = now + interval
+
     def _on_handshake(self, event: WsEvent, now: float) -> None:
         if isinstance(event, AcceptConnection):
             self._events.append(Connected())
-            self.client.start(now)
+            if self.config.keepalive_interval is not None:
+                self._next_keepalive = now + self.config.keepalive_interval
+            self._client.start(now)
         elif isinstance(event, RejectConnection):
             self._reject_status = event.status_code
             if not event.has_body:
@@ -364,61 +609,227 @@ class ClientConnection(WireConnection):
             now,
         )
 
-    def _fail_handshake(self, exc: wsproto.utilities.RemoteProtocolError, now: float) -> None:
+    def _fail_handshake(self, why: str, hint: RejectConnection | None, now: float) -> None:
         self._error = RemoteProtocolError(
-            f"the server's WebSocket handshake response is invalid ({exc})."
+            f"the server's WebSocket handshake response is invalid ({why})."
         )
         self._finish(1006, str(self._error), CloseInitiator.PROTOCOL_ERROR, now)
         raise self._error
 
 
 class ServerConnection(WireConnection):
-    """The server side of one WebSocket, driving a :class:`MillisServer`.
+    """The server side of one WebSocket: the one object a serving transport drives.
 
-    Every WebSocket upgrade request is accepted (no subprotocol, any path, as Millis does).
+    Every WebSocket upgrade request is accepted (no subprotocol, any path, as Millis does)
+    unless :meth:`reject` was called first. Send server messages with the ``send_*``
+    methods (the same as :class:`~millis_proto.server.MessageServer`'s), then write
+    ``data_to_send()``.
+
+    ``now`` starts the handshake timer; without it the timer starts at the first call that
+    carries a ``now``. Timers (from ``config``): ``handshake_timeout`` — the opening
+    handshake must complete in time, else ``ConnectionClosed(1008, ...)`` with nothing sent;
+    ``initiate_timeout`` — once open, ``initiate`` must arrive in time, else we close with
+    1008 and a reason; and the close-reply deadline.
     """
 
-    def __init__(
-        self,
-        server: MillisServer | None = None,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        server = server if server is not None else MillisServer()
-        super().__init__(server, ConnectionType.SERVER, max_message_bytes)
-        self.server = server
+    def __init__(self, config: ServerConfig | None = None, *, now: float | None = None) -> None:
+        config = config if config is not None else ServerConfig()
+        if not isinstance(config, ServerConfig):
+            raise ConfigError("config must be a ServerConfig.")
+        server = MessageServer(config.max_pending_bytes)
+        super().__init__(
+            server,
+            ConnectionType.SERVER,
+            max_message_bytes=config.max_message_bytes,
+            disconnect_timeout=config.disconnect_timeout,
+        )
+        self.config = config
+        self._server = server
         #: The request path of the accepted handshake.
         self.path: str | None = None
         self._handshake_bytes: bytearray | None = bytearray()
+        self._rejection: tuple[int, bytes] | None = None
+        self._handshake_deadline: float | None = None
+        self._initiate_deadline: float | None = None
+        if now is not None:
+            self._start_clock(now)
+
+    # --- read-only state ---------------------------------------------------------------
+
+    @property
+    def phase(self) -> ServerPhase:
+        """The session phase (see :data:`~millis_proto.server.SERVER_TRANSITIONS`)."""
+        return self._server.phase
+
+    @property
+    def request(self) -> StartRequest | None:
+        """The validated start request, once ``initiate`` arrived."""
+        return self._server.request
+
+    # --- refusing ----------------------------------------------------------------------
+
+    def reject(self, status_code: int = 503, body: bytes = b"") -> None:
+        """Refuse the upgrade with an HTTP error (e.g. 503 when the server is full).
+
+        Call before the request has been answered — right after construction; the response
+        goes out as soon as the request has been read, and :class:`ConnectionClosed`
+        (code 1006, initiator local) follows. Raises :class:`LocalProtocolError` once the
+        upgrade was accepted and :class:`ConfigError` for a status that is not an error.
+        """
+        if isinstance(status_code, bool) or not isinstance(status_code, int):
+            raise ConfigError("status_code must be an HTTP status number.")
+        if not 400 <= status_code <= 599:
+            raise ConfigError(f"status_code must be an HTTP error (400-599), not {status_code}.")
+        if self.closed is not None or self.path is not None:
+            raise LocalProtocolError("the WebSocket handshake was already answered.")
+        self._rejection = (status_code, bytes(body))
+
+    # --- server messages ----------------------------------------------------------------
+
+    def send_message(self, method: str, data: Any = ABSENT, payload: Any = ABSENT) -> None:
+        """Send any server message; ``data``/``payload`` are omitted when not given."""
+        self._server.send_message(method, data, payload)
+
+    def send_ready(self, session_id: str) -> None:
+        """``onready`` with ``payload.session_id``."""
+        self._server.send_ready(session_id)
+
+    def send_transcript(self, text: str, *, is_final: bool | None) -> None:
+        """``ontranscript`` (user text)."""
+        self._server.send_transcript(text, is_final=is_final)
+
+    def send_response_text(self, text: str, *, is_final: bool | None) -> None:
+        """``onresponsetext`` (agent text)."""
+        self._server.send_response_text(text, is_final=is_final)
+
+    def send_function_call(self, name: str, params: dict[str, Any]) -> None:
+        """``onfunction`` with ``payload {name, params}``."""
+        self._server.send_function_call(name, params)
+
+    def send_start_answering(self) -> None:
+        """``start_answering``."""
+        self._server.send_start_answering()
+
+    def send_pause(self) -> None:
+        """``pause``."""
+        self._server.send_pause()
+
+    def send_unpause(self) -> None:
+        """``unpause``."""
+        self._server.send_unpause()
+
+    def send_clear(self) -> None:
+        """``clear``."""
+        self._server.send_clear()
+
+    def send_ai_action(self, data: Any) -> None:
+        """``ai_action`` with arbitrary data."""
+        self._server.send_ai_action(data)
+
+    def send_session_ended(self, data: Any = ABSENT) -> None:
+        """``onsessionended``; follow it with :meth:`close`."""
+        self._server.send_session_ended(data)
+
+    def send_audio(self, pcm: Buffer) -> None:
+        """One binary frame of agent audio (any size)."""
+        self._server.send_audio(pcm)
+
+    # --- input -------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview | None, now: float) -> None:
-        """Feed bytes read from the transport; ``None`` (or ``b""``) means EOF."""
-        if self._handshake_bytes is not None and data:
+        """Feed bytes read from the transport; ``None`` (or ``b""``) means EOF.
+
+        Raises :class:`RemoteProtocolError` for an invalid opening handshake, after queueing
+        a 400 response (flush it), and nothing else.
+        """
+        if self._handshake_deadline is None and self.path is None:
+            self._start_clock(now)
+        head = self._handshake_bytes
+        if head is not None and data:
             # wsproto's server drops bytes pipelined after the upgrade request (it does not
             # hand h11's trailing data to the new connection), so keep the request's bytes
-            # and re-feed what follows its blank line once we have accepted.
-            self._handshake_bytes += data
-            if len(self._handshake_bytes) > MAX_HANDSHAKE_BYTES:
-                self._handshake_bytes = None  # h11 rejects oversized requests itself
+            # and re-feed what follows its blank line once we have accepted. Only the head
+            # is bounded (h11 rejects oversized heads itself); what follows it is kept
+            # whole, so an initiate with large metadata in the same read is not lost.
+            head += data
+            if len(head) > MAX_HANDSHAKE_BYTES and head.find(b"\r\n\r\n") < 0:
+                self._handshake_bytes = None
         super().receive_data(data, now)
 
-    def _on_handshake(self, event: WsEvent, now: float) -> None:
-        if isinstance(event, Request):
-            self.path = event.target
-            self._out.append(self._ws.send(AcceptConnection()))
-            self._events.append(Connected())
-            head = self._handshake_bytes or b""
-            self._handshake_bytes = None
-            end = head.find(b"\r\n\r\n")
-            if end >= 0 and len(head) > end + 4:
-                self._ws.receive_data(bytes(head[end + 4 :]))
+    # --- internals ---------------------------------------------------------------------
 
-    def _fail_handshake(self, exc: wsproto.utilities.RemoteProtocolError, now: float) -> None:
-        hint = exc.event_hint
-        if isinstance(hint, RejectConnection):
-            # If the HTTP side is already beyond answering, there is nothing to send.
-            with contextlib.suppress(wsproto.utilities.LocalProtocolError):
-                self._out.append(self._ws.send(hint))
-        self._error = RemoteProtocolError(f"invalid WebSocket handshake from the client ({exc}).")
+    def _start_clock(self, now: float) -> None:
+        self._now = now
+        self._handshake_deadline = now + self.config.handshake_timeout
+
+    def _role_timer(self) -> float | None:
+        if self._ws.state is ConnectionState.CONNECTING:
+            return self._handshake_deadline
+        if self.is_open and self._server.phase is ServerPhase.AWAITING_INITIATE:
+            return self._initiate_deadline
+        return None
+
+    def _role_handle_timer(self, now: float) -> None:
+        if self._handshake_deadline is None and self.path is None:
+            self._start_clock(now)
+        if self._ws.state is ConnectionState.CONNECTING:
+            if self._handshake_deadline is not None and now >= self._handshake_deadline:
+                self._out.clear()
+                limit = self.config.handshake_timeout
+                self._finish(
+                    1008,
+                    f"the WebSocket handshake did not complete within {limit:g} s",
+                    CloseInitiator.LOCAL,
+                    now,
+                )
+        elif (
+            self.is_open
+            and self._server.phase is ServerPhase.AWAITING_INITIATE
+            and self._initiate_deadline is not None
+            and now >= self._initiate_deadline
+        ):
+            limit = self.config.initiate_timeout
+            self._server.close(1008, f"no initiate within {limit:g} s")
+
+    def _on_handshake(self, event: WsEvent, now: float) -> None:
+        if not isinstance(event, Request):
+            return
+        self.path = event.target
+        head = self._handshake_bytes or b""
+        self._handshake_bytes = None
+        if self._rejection is not None:
+            self._send_rejection(now)
+            return
+        self._out.append(self._ws.send(AcceptConnection()))
+        self._events.append(Connected())
+        self._initiate_deadline = now + self.config.initiate_timeout
+        end = head.find(b"\r\n\r\n")
+        if end >= 0 and len(head) > end + 4:
+            self._ws.receive_data(bytes(head[end + 4 :]))
+
+    def _send_rejection(self, now: float) -> None:
+        assert self._rejection is not None
+        status, body = self._rejection
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        self._out.append(
+            self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        )
+        self._out.append(self._ws.send(RejectData(data=body, body_finished=True)))
+        self._finish(
+            1006,
+            f"we refused the WebSocket handshake with HTTP {status}",
+            CloseInitiator.LOCAL,
+            now,
+        )
+
+    def _fail_handshake(self, why: str, hint: RejectConnection | None, now: float) -> None:
+        response = hint if hint is not None else RejectConnection(status_code=400)
+        # If the HTTP side is already beyond answering, there is nothing to send.
+        with contextlib.suppress(wsproto.utilities.LocalProtocolError):
+            self._out.append(self._ws.send(response))
+        self._error = RemoteProtocolError(f"invalid WebSocket handshake from the client ({why}).")
         self._finish(1002, str(self._error), CloseInitiator.PROTOCOL_ERROR, now)
         raise self._error

@@ -7,8 +7,10 @@ mapping, the WebSocket handshake, the reader and the close — is here, once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
@@ -20,32 +22,20 @@ from millis_proto import (
     ABSENT,
     ClientConfig,
     ClientConnection,
-    CloseInitiator,
     ConfigError,
-    ConnectionClosedByServer,
     ConnectionFailed,
-    ConnectionLost,
     Endpoint,
     FailureKind,
-    MillisClient,
-    MillisError,
     PlaybackChunk,
     RemoteProtocolError,
     StartRequest,
     parse_endpoint,
 )
-from millis_proto.config import DEFAULT_MAX_MESSAGE_BYTES
 from millis_proto.pcm import Buffer
 
-from ._errors import STREAM_ERRORS, connect_failure, redact, sentence
+from ._errors import STREAM_ERRORS, connect_failure, sentence
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, check_count
-from ._session import (
-    DEFAULT_DISCONNECT_TIMEOUT,
-    WireSession,
-    check_timeout,
-    close_forcefully,
-    running,
-)
+from ._session import WireSession, check_timeout, close_forcefully, running
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -54,6 +44,7 @@ __all__ = [
     "OpenStream",
     "client_ssl_context",
     "open_client",
+    "session_config",
 ]
 
 #: Default bound of TCP connect + TLS handshake + WebSocket handshake, in seconds.
@@ -73,8 +64,10 @@ class ConnectOptions(TypedDict, total=False):
       system's CAs are trusted too; ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured.
     * ``ssl_context`` — a ready ``ssl.SSLContext`` instead (``wss://`` only).
     * ``connect_timeout`` — seconds for TCP + TLS + WebSocket handshake (default 10).
-    * ``disconnect_timeout`` — seconds for the close handshake (default 5).
-    * ``max_message_bytes`` — largest incoming message; larger closes with 1009 (1 MiB).
+    * ``disconnect_timeout`` — seconds for the close handshake; overrides
+      ``config.disconnect_timeout`` (default 5).
+    * ``max_message_bytes`` — largest incoming message; larger closes with 1009; overrides
+      ``config.max_message_bytes`` (1 MiB).
     * ``max_queued_events`` — bound of the event queue (default 4096; see
       :mod:`transports._queue` for what happens when it is full).
     """
@@ -83,8 +76,8 @@ class ConnectOptions(TypedDict, total=False):
     cafile: str | os.PathLike[str] | None
     ssl_context: ssl.SSLContext | None
     connect_timeout: float
-    disconnect_timeout: float
-    max_message_bytes: int
+    disconnect_timeout: float | None
+    max_message_bytes: int | None
     max_queued_events: int
 
 
@@ -94,66 +87,69 @@ class ClientSession(WireSession):
     Send with :meth:`send_audio`, :meth:`send_message`, :meth:`send_ping`; read typed
     events with ``async for event in session`` (or :meth:`next_event`); feed a speaker
     with :meth:`pull_playback`. Agent audio never waits for the application: it goes to
-    the playback buffer of :attr:`client`.
+    the playback buffer of the core connection (:attr:`connection`, also :attr:`client`).
 
     How it ends: the event stream's last event is ``ConnectionClosed``. After it, iteration
-    stops if the close was normal (1000/1001/1005, or one we started), and otherwise raises
-    :class:`ConnectionLost` (no close handshake, 1006), :class:`ConnectionClosedByServer`
-    (the server closed with another code) or :class:`RemoteProtocolError` (the server broke
-    the WebSocket framing). The send methods raise the same error when their write fails
+    stops if the close was normal (``ConnectionClosed.normal``: one we started, or
+    1000/1001/1005 from the server), and otherwise raises the core's
+    ``ConnectionClosed.error()``: :class:`ConnectionLost` (no close handshake, 1006 — also
+    when the server stopped answering), :class:`ConnectionClosedByServer` (the server
+    closed with another code) or :class:`RemoteProtocolError` (the server broke the
+    WebSocket framing). The send methods raise the same error when their write fails
     or the session had already ended abnormally; after a normal end they raise
     :class:`LocalProtocolError`.
 
     Use it from the event loop's thread only.
     """
 
+    _raises_on_abnormal_end = True
+
     def __init__(
         self,
         conn: ClientConnection,
         stream: anyio.abc.ByteStream,
         *,
-        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
     ) -> None:
         super().__init__(
             conn,
             stream,
-            disconnect_timeout=disconnect_timeout,
+            disconnect_timeout=conn.config.disconnect_timeout,
             max_queued_events=max_queued_events,
         )
-        #: The core's wire connection.
+        #: The core's connection (agent state, playback buffer, counters); read-only use.
         self.connection = conn
-        #: The core's client machine (agent state, playback buffer, counters).
-        self.client: MillisClient = conn.client
+        #: The same object as :attr:`connection` (the name older code used).
+        self.client = conn
 
     @property
     def session_id(self) -> str | None:
         """The server's session id from ``onready`` (keep it for session continuation)."""
-        return self.client.session_id
+        return self.connection.session_id
 
     async def send_audio(self, pcm: Buffer) -> None:
-        """Send user audio: s16le, 16 kHz, mono, any length (see ``MillisClient.send_audio``).
+        """Send user audio: s16le, 16 kHz, mono, any length (see ``MessageClient.send_audio``).
 
         Returns once the bytes are written to the stream. Cancelling it mid-write breaks
         the session (part of a frame may be on the wire).
         """
         self._check_sendable()
-        self.client.send_audio(pcm, self._now())
+        self.connection.send_audio(pcm, self._now())
         await self._push()
 
     async def flush_audio(self) -> None:
         """Send the short last frame the re-chunker holds (``ClientConfig.chunk_ms``)."""
         self._check_sendable()
-        self.client.flush_audio(self._now())
+        self.connection.flush_audio(self._now())
         await self._push()
 
     def mute(self) -> None:
         """Send zeros instead of the application's audio, at the same cadence."""
-        self.client.mute()
+        self.connection.mute()
 
     def unmute(self) -> None:
         """Send the application's audio again."""
-        self.client.unmute()
+        self.connection.unmute()
 
     async def send_message(self, method: str, data: Any = ABSENT) -> None:
         """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional).
@@ -161,13 +157,13 @@ class ClientSession(WireSession):
         Raises :class:`~millis_proto.ConfigError` for a bad method or unserializable data.
         """
         self._check_sendable()
-        self.client.send_message(method, data)
+        self.connection.send_message(method, data)
         await self._push()
 
     async def send_ping(self) -> None:
         """Send a Millis ``ping``; its ``pong`` arrives as a ``Pong`` event with ``rtt_ms``."""
         self._check_sendable()
-        self.client.send_ping(self._now())
+        self.connection.send_ping(self._now())
         await self._push()
 
     def pull_playback(self, n_samples: int) -> PlaybackChunk:
@@ -178,31 +174,9 @@ class ClientSession(WireSession):
         Still works after the session ended, so a goodbye can be played out (the event
         stream has finished by then, so those events are not delivered).
         """
-        chunk = self.client.pull_playback(n_samples, self._now())
+        chunk = self.connection.pull_playback(n_samples, self._now())
         self._pump()
         return chunk
-
-    def _terminal_error(self) -> MillisError | None:
-        closed = self._conn.closed
-        if closed is None:
-            return None
-        key = self.client.request.public_key
-        reason = redact(closed.reason, key)
-        if closed.initiator is CloseInitiator.LOST:
-            return ConnectionLost(sentence(reason))
-        if closed.initiator is CloseInitiator.PROTOCOL_ERROR:
-            return RemoteProtocolError(
-                f"The server broke the WebSocket protocol, so the session was closed with "
-                f"code {closed.code} ({reason})."
-            )
-        if closed.initiator is CloseInitiator.REMOTE and not closed.normal:
-            said = f": {reason}" if reason else ""
-            return ConnectionClosedByServer(
-                sentence(f"the server closed the session with code {closed.code}{said}"),
-                code=closed.code,
-                reason=reason,
-            )
-        return None
 
     def _open_failure(self) -> ConnectionFailed:
         """Why the opening handshake ended without an open WebSocket."""
@@ -268,8 +242,8 @@ async def open_client(
     cafile: str | os.PathLike[str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    disconnect_timeout: float | None = None,
+    max_message_bytes: int | None = None,
     max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
 ) -> AsyncIterator[ClientSession]:
     """Connect, run the session around the body, close it on the way out.
@@ -279,22 +253,43 @@ async def open_client(
     """
     endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
     check_timeout(connect_timeout, "connect_timeout")
-    check_timeout(disconnect_timeout, "disconnect_timeout")
     check_count(max_queued_events, "max_queued_events")
-    check_count(max_message_bytes, "max_message_bytes")
+    config = session_config(
+        config, disconnect_timeout=disconnect_timeout, max_message_bytes=max_message_bytes
+    )
     context = client_ssl_context(endpoint, cafile, ssl_context)
     conn = ClientConnection(
-        MillisClient(request, config), endpoint, max_message_bytes=max_message_bytes
+        request, endpoint, config, wall_clock_offset=time.time() - anyio.current_time()
     )
     session = await _open_session(
         conn,
         lambda: open_stream(endpoint, context),
         connect_timeout=connect_timeout,
-        disconnect_timeout=disconnect_timeout,
         max_queued_events=max_queued_events,
     )
     async with running(session):
         yield session
+
+
+def session_config(
+    config: ClientConfig | None,
+    *,
+    disconnect_timeout: float | None = None,
+    max_message_bytes: int | None = None,
+) -> ClientConfig:
+    """``config`` (or the default) with the ``connect`` options that override it."""
+    if config is None:
+        config = ClientConfig()
+    elif not isinstance(config, ClientConfig):
+        raise ConfigError("config must be a ClientConfig.")
+    changes: dict[str, Any] = {}
+    if disconnect_timeout is not None:
+        check_timeout(disconnect_timeout, "disconnect_timeout")
+        changes["disconnect_timeout"] = disconnect_timeout
+    if max_message_bytes is not None:
+        check_count(max_message_bytes, "max_message_bytes")
+        changes["max_message_bytes"] = max_message_bytes
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 async def _open_session(
@@ -302,7 +297,6 @@ async def _open_session(
     open_stream: Callable[[], Awaitable[anyio.abc.ByteStream]],
     *,
     connect_timeout: float,
-    disconnect_timeout: float,
     max_queued_events: int,
 ) -> ClientSession:
     """Open the stream and run the WebSocket handshake, all within ``connect_timeout``."""
@@ -315,12 +309,7 @@ async def _open_session(
                 stream = await open_stream()
             except STREAM_ERRORS as exc:
                 raise connect_failure(exc, endpoint) from exc
-            session = ClientSession(
-                conn,
-                stream,
-                disconnect_timeout=disconnect_timeout,
-                max_queued_events=max_queued_events,
-            )
+            session = ClientSession(conn, stream, max_queued_events=max_queued_events)
             try:
                 await session._open()
             except RemoteProtocolError as exc:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import anyio
 
 from millis_proto import ConnectionFailed, Endpoint, FailureKind
+from millis_proto.errors import sentence
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -139,10 +140,3 @@ def connect_failure(exc: BaseException, endpoint: Endpoint) -> ConnectionFailed:
 def redact(text: str, secret: str | None) -> str:
     """Replace ``secret`` in text that came from the server (a close reason may echo it)."""
     return text.replace(secret, "<public key>") if secret else text
-
-
-def sentence(text: str) -> str:
-    """``"connection lost: x"`` → ``"Connection lost: x."``."""
-    text = text.strip() or "no reason given"
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."

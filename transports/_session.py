@@ -21,12 +21,18 @@ It makes no protocol decisions — the core does; this module only moves bytes a
   left half a frame on the wire, so the core is aborted (1006, with the reason) and the
   stream closed; nothing is written after that (trio-websocket #175, #158).
 * **Time** for the core is the event loop's clock (``anyio.current_time()``), so trio's
-  ``MockClock`` makes a whole run virtual and deterministic.
+  ``MockClock`` makes a whole run virtual and deterministic. Every deadline is the core's:
+  the reader waits for bytes no longer than ``get_timer()`` and then calls
+  ``handle_timer(now)``; every call into the core moves that wait to the new
+  ``get_timer()``. The core decides what a deadline means (close reply overdue, liveness
+  ping, server gone silent, no initiate); this module has no timeouts of its own besides
+  bounding its last writes.
 * **Ending.** After the core's ``ConnectionClosed`` the reader writes what is left (the
   reply to the peer's close frame), closes the stream and ends the queue. :meth:`aclose`
-  starts the close handshake and waits for that, bounded by ``disconnect_timeout``; the
-  reader is shielded from the caller's cancel scopes so that it can still read the peer's
-  answer while the caller is being cancelled, and is stopped explicitly at the end.
+  starts the close handshake and waits for that — the core's close-reply deadline bounds
+  it; the reader is shielded from the caller's cancel scopes so that it can still read the
+  peer's answer while the caller is being cancelled, and is stopped explicitly at the end.
+  Whether the end was an error is the core's call too (``ConnectionClosed.error()``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from millis_proto import (
     Event,
     MillisError,
 )
+from millis_proto.config import DEFAULT_DISCONNECT_TIMEOUT
 from millis_proto.wire import WireConnection
 
 from ._errors import STREAM_ERRORS, BaseExceptionGroup, describe
@@ -64,8 +71,6 @@ __all__ = [
 
 #: Most bytes asked of the stream per read.
 RECEIVE_BYTES = 65536
-#: Default bound of the close handshake, in seconds.
-DEFAULT_DISCONNECT_TIMEOUT = 5.0
 
 
 def check_timeout(value: float, name: str) -> None:
@@ -87,6 +92,9 @@ class WireSession:
     ``transports.server.serve`` or ``transports.memory.connect_in_memory``.
     """
 
+    #: Whether an abnormal end raises its error from the iterator and the send methods.
+    _raises_on_abnormal_end = False
+
     def __init__(
         self,
         conn: WireConnection,
@@ -98,8 +106,10 @@ class WireSession:
         check_timeout(disconnect_timeout, "disconnect_timeout")
         self._conn = conn
         self._stream = stream
+        # Bounds only our own last writes (the reply to a close, TLS close_notify); the
+        # close handshake itself is bounded by the core's timer.
         self._disconnect_timeout = disconnect_timeout
-        self._close_deadline = math.inf  # set when our close frame has gone out
+        self._wait_scope: anyio.CancelScope | None = None  # the reader's wait for bytes
         self._queue = EventQueue(max_queued_events)
         self._send_lock = anyio.Lock()
         self._broken = False
@@ -146,28 +156,31 @@ class WireSession:
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket: send our close frame and wait for the peer's answer.
 
-        Bounded by ``disconnect_timeout`` and shielded from the caller's cancellation, so
-        it also runs when the caller is being cancelled. If the peer does not answer in
-        time the stream is closed anyway. Idempotent; never raises a transport error.
-        Events that arrived before the close can still be read afterwards.
+        Bounded by the core's close-reply deadline (``disconnect_timeout``), which the
+        reader fires, and shielded from the caller's cancellation, so it also runs when the
+        caller is being cancelled. If the peer does not answer in time the stream is closed
+        anyway. Idempotent; never raises a transport error. Events that arrived before the
+        close can still be read afterwards.
         """
         with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(self._disconnect_timeout) as scope:
-                if self._conn.closed is None:
-                    self._conn.close(code, reason)
-                    self._pump()
-                    await self._flush()
-                await self._transport_closed.wait()
-            if scope.cancelled_caught:
-                self._conn.abort("the peer did not answer the close handshake in time", self._now())
+            if self._conn.closed is None:
+                self._conn.close(code, reason, now=self._now())
                 self._pump()
-                await self._close_transport(force=True)
+                await self._flush()
+            await self._transport_closed.wait()
 
     # --- for subclasses and transports ---------------------------------------------------
 
     def _terminal_error(self) -> MillisError | None:
-        """The error a finished session raises from its iterator and send methods."""
-        return None
+        """The error a finished session raises from its iterator and send methods.
+
+        The core classifies the end (``ConnectionClosed.error()``); server sessions never
+        raise it.
+        """
+        closed = self._conn.closed
+        if closed is None or not self._raises_on_abnormal_end:
+            return None
+        return closed.error()
 
     def _now(self) -> float:
         return anyio.current_time()
@@ -192,7 +205,11 @@ class WireSession:
             self._check_sendable()
 
     def _pump(self) -> None:
-        """Move the core's events to the queue; end the queue once the core is closed."""
+        """Move the core's events to the queue; end the queue once the core is closed.
+
+        Also re-arms the reader's wait: the call into the core just made may have moved
+        its next deadline (a close, a ping).
+        """
         for event in self._conn.events():
             if isinstance(event, Connected):
                 self._connected = True
@@ -201,6 +218,9 @@ class WireSession:
             self._queue.put(event)
         if self._conn.closed is not None:
             self._queue.end()
+        if self._wait_scope is not None:
+            timer = self._conn.get_timer()
+            self._wait_scope.deadline = math.inf if timer is None else timer
 
     async def _open(self) -> None:
         """Run the opening handshake; the caller bounds the time.
@@ -209,9 +229,12 @@ class WireSession:
         :class:`~millis_proto.RemoteProtocolError` for an invalid handshake.
         """
         await self._flush()
-        while self._conn.closed is None and not self._conn.is_open:
-            await self._receive_once()
+        # Not ``is_open``: a close the core sends at once (onsessionended in the same read
+        # as the 101) ends "open" before the handshake loop would notice it.
         self._pump()
+        while self._conn.closed is None and not self._connected:
+            await self._receive_once()
+            self._pump()
         await self._flush()
 
     async def _run_reader(self) -> None:
@@ -231,28 +254,26 @@ class WireSession:
         # Drain the core before every receive: events out, then bytes out.
         self._pump()
         await self._flush(wait=False)
-        if self._conn.closed is not None:
+        conn = self._conn
+        if conn.closed is not None:
             return
-        if self._conn.close_sent and self._close_deadline == math.inf:
-            # Our close went out (from aclose, or from the core itself, e.g. after
-            # onsessionended): the peer's reply is awaited for disconnect_timeout at most.
-            self._close_deadline = self._now() + self._disconnect_timeout
+        timer = conn.get_timer()
         data: bytes | None = None
-        with anyio.move_on_at(self._close_deadline) as waiting:
+        with anyio.CancelScope(deadline=math.inf if timer is None else timer) as waiting:
+            self._wait_scope = waiting
             try:
                 data = await self._stream.receive(RECEIVE_BYTES)
             except anyio.EndOfStream:
                 data = None
             except STREAM_ERRORS as exc:
-                self._conn.abort(f"connection lost: {describe(exc)}", self._now())
+                conn.abort(f"connection lost: {describe(exc)}", self._now())
                 return
+            finally:
+                self._wait_scope = None
         if waiting.cancelled_caught:
-            self._conn.abort(
-                f"the server did not answer the close within {self._disconnect_timeout:g} s",
-                self._now(),
-            )
+            conn.handle_timer(self._now())  # a deadline of the core came first
             return
-        self._conn.receive_data(data, self._now())
+        conn.receive_data(data, self._now())
 
     async def _flush(self, *, wait: bool = True) -> None:
         """Write what the core has, under the send lock.

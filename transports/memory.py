@@ -22,9 +22,10 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from millis_proto import StartRequest
+from millis_proto.config import DEFAULT_DISCONNECT_TIMEOUT
 
 from ._client import ClientSession, ConnectOptions
-from ._session import DEFAULT_DISCONNECT_TIMEOUT, background, check_timeout
+from ._session import background, check_timeout
 from .anyio import connect_stream
 from .server import DEFAULT_HANDSHAKE_TIMEOUT, Handler, serve_stream
 
@@ -110,7 +111,12 @@ async def connect_in_memory(
     :func:`transports.trio.connect` (the TLS ones excepted). On the way out the client
     closes, the server side gets ``disconnect_timeout`` to finish, then is cancelled.
     """
-    disconnect_timeout = options.get("disconnect_timeout", DEFAULT_DISCONNECT_TIMEOUT)
+    disconnect_timeout = options.get("disconnect_timeout")
+    if disconnect_timeout is None:
+        config = options.get("config")
+        disconnect_timeout = (
+            config.disconnect_timeout if config is not None else DEFAULT_DISCONNECT_TIMEOUT
+        )
     check_timeout(disconnect_timeout, "disconnect_timeout")
     check_timeout(handshake_timeout, "handshake_timeout")
     client_stream, server_stream = memory_stream_pair()

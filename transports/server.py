@@ -7,7 +7,7 @@ handshake (bounded by ``handshake_timeout``) and then ``await handler(session)``
     async def handler(session: ServerSession) -> None:
         async for event in session:
             if isinstance(event, InitiateReceived):
-                session.server.send_ready("session-1")
+                session.connection.send_ready("session-1")
                 await session.flush()
 
     async with anyio.create_task_group() as tg:
@@ -33,18 +33,12 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-from millis_proto import MillisError, MillisServer, RemoteProtocolError, ServerConnection
-from millis_proto.config import DEFAULT_MAX_MESSAGE_BYTES
+from millis_proto import MillisError, RemoteProtocolError, ServerConfig, ServerConnection
+from millis_proto.config import DEFAULT_DISCONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES
 
 from ._errors import STREAM_ERRORS
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS
-from ._session import (
-    DEFAULT_DISCONNECT_TIMEOUT,
-    WireSession,
-    check_timeout,
-    close_forcefully,
-    running,
-)
+from ._session import WireSession, check_timeout, close_forcefully, running
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
@@ -64,11 +58,11 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 class ServerSession(WireSession):
     """One client connection, server role; what a :data:`Handler` is given.
 
-    Queue messages with the :attr:`server` machine's ``send_*`` methods, then ``await
-    flush()`` to write them. Read the client's events (``InitiateReceived``,
-    ``ClientAudio``, ``ClientPing`` — already answered with a ``pong`` —, ``ClientMessage``,
-    ``BadMessage``, …) with ``async for event in session``; the last one is
-    ``ConnectionClosed`` and iteration then stops, whatever the close code.
+    Queue messages with the core connection's ``send_*`` methods (:attr:`connection`, also
+    :attr:`server`), then ``await flush()`` to write them. Read the client's events
+    (``InitiateReceived``, ``ClientAudio``, ``ClientPing`` — already answered with a
+    ``pong`` —, ``ClientMessage``, ``BadMessage``, …) with ``async for event in session``;
+    the last one is ``ConnectionClosed`` and iteration then stops, whatever the close code.
     """
 
     def __init__(
@@ -76,19 +70,18 @@ class ServerSession(WireSession):
         conn: ServerConnection,
         stream: anyio.abc.ByteStream,
         *,
-        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
     ) -> None:
         super().__init__(
             conn,
             stream,
-            disconnect_timeout=disconnect_timeout,
+            disconnect_timeout=conn.config.disconnect_timeout,
             max_queued_events=max_queued_events,
         )
-        #: The core's wire connection.
+        #: The core's connection: call its ``send_*`` methods, then :meth:`flush`.
         self.connection = conn
-        #: The core's server machine: call its ``send_*`` methods, then :meth:`flush`.
-        self.server: MillisServer = conn.server
+        #: The same object as :attr:`connection` (the name older code used).
+        self.server = conn
 
     @property
     def path(self) -> str | None:
@@ -184,18 +177,20 @@ async def serve_stream(
     problems never raise; the stream is always closed on return.
     """
     session: ServerSession | None = None
+    config = ServerConfig(
+        handshake_timeout=handshake_timeout,
+        disconnect_timeout=disconnect_timeout,
+        max_message_bytes=max_message_bytes,
+    )
     try:
+        # The core times the WebSocket handshake; this bound covers TLS as well.
         with anyio.fail_after(handshake_timeout):
             if ssl_context is not None:
                 stream = await TLSStream.wrap(
                     stream, server_side=True, ssl_context=ssl_context, standard_compatible=True
                 )
-            session = ServerSession(
-                ServerConnection(max_message_bytes=max_message_bytes),
-                stream,
-                disconnect_timeout=disconnect_timeout,
-                max_queued_events=max_queued_events,
-            )
+            conn = ServerConnection(config, now=anyio.current_time())
+            session = ServerSession(conn, stream, max_queued_events=max_queued_events)
             await session._open()
     except RemoteProtocolError:
         pass  # the core queued a 400 response; the close below writes it

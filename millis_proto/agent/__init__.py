@@ -1,6 +1,6 @@
 """A Millis-compatible voice agent as pure objects: no I/O, no clock, no randomness.
 
-* :class:`AgentSession` ties a :class:`~millis_proto.server.MillisServer` to a
+* :class:`AgentSession` ties a server (a ``ServerConnection``) to a
   :class:`LocalAgent`; the I/O layer feeds it events and calls ``on_tick`` at
   ``get_timer()``.
 * :class:`LocalAgent` listens (energy VAD and turn detection, :mod:`.turns`), answers
@@ -16,9 +16,12 @@ from __future__ import annotations
 from .local_agent import (
     MAX_ANSWER_SECONDS,
     SPEECH_TRANSITIONS,
+    TRANSITIONS,
     AgentPhase,
     AgentSetup,
+    AgentTrigger,
     LocalAgent,
+    ServerSender,
     SpeechAction,
 )
 from .scenario import ECHO_TURN, FunctionCallSpec, MessageSpec, Scenario, Turn, load_scenario
@@ -43,9 +46,11 @@ __all__ = [
     "FRAME_SAMPLES",
     "MAX_ANSWER_SECONDS",
     "SPEECH_TRANSITIONS",
+    "TRANSITIONS",
     "AgentPhase",
     "AgentSession",
     "AgentSetup",
+    "AgentTrigger",
     "AnswerStream",
     "EnergyVad",
     "FunctionCallSpec",
@@ -54,6 +59,7 @@ __all__ = [
     "Scenario",
     "SessionIdCounter",
     "SessionRecord",
+    "ServerSender",
     "SessionStore",
     "SpeechAction",
     "SpeechConfirmed",

@@ -7,7 +7,7 @@ from array import array
 
 from ..pcm import Buffer
 
-# array('h') uses the native byte order; the wire is little-endian (PROTOCOL.md §2).
+# array('h') uses the native byte order; the wire is little-endian (docs/protocol.md §2).
 _SWAP = sys.byteorder == "big"
 
 

@@ -3,9 +3,11 @@
 Theory of operation
 -------------------
 A :class:`LocalAgent` serves one connection. It drives a
-:class:`~millis_proto.server.MillisServer` by calling its ``send_*`` methods; the owner
-drains the server as usual. Its inputs all carry ``now`` (monotonic seconds from the
-owner's clock): :meth:`~LocalAgent.on_initiate`, :meth:`~LocalAgent.on_client_audio`,
+:class:`~millis_proto.ServerConnection` (or, at the message level, a
+:class:`~millis_proto.server.MessageServer`: anything with their ``send_*`` methods, see
+:class:`ServerSender`) by calling its ``send_*`` methods; the owner drains it as usual.
+Its inputs all carry ``now`` (monotonic seconds from the owner's clock):
+:meth:`~LocalAgent.on_initiate`, :meth:`~LocalAgent.on_client_audio`,
 :meth:`~LocalAgent.on_tick` and :meth:`~LocalAgent.on_closed`. :meth:`~LocalAgent.get_timer`
 says when ``on_tick`` is next needed (aioquic's ``get_timer``/``handle_timer``).
 
@@ -19,18 +21,23 @@ Two timelines, on purpose:
 
 Phases (:class:`AgentPhase`): ``waiting`` until ``initiate``; then ``listening``,
 ``talking`` (an answer is streaming) and ``paused`` (held by a barge-in); ``ended`` once
-the session is over or the connection closed. Speech events move the phase only through
-:data:`SPEECH_TRANSITIONS`, the one place that decides barge-in, after Millis (PROTOCOL.md
-§4 ``pause``/``unpause``/``clear``)::
+the session is over or the connection closed. Every phase change is a row of
+:data:`TRANSITIONS`, keyed by ``(phase, trigger)`` → ``(action, next phase)``; a pair that is
+not in the table does nothing. The speech rows are the one place that decides barge-in,
+after Millis (docs/protocol.md §4 ``pause``/``unpause``/``clear``)::
 
+    waiting   + INITIATE        →          → listening  onready sent
+    listening + GREET           →          → talking    the greeting starts
     talking   + SpeechStarted   → pause    → paused     the user may be interrupting
     paused    + SpeechDiscarded → unpause  → talking    only a cough: the answer goes on
     paused    + SpeechConfirmed → clear    → listening  a real interruption: rest dropped
     listening + TurnEnded       → answer   → talking    the user finished a turn
+    talking   + ANSWER_OVER     →          → listening  the answer played out
+    *         + END             →          → ended      ended by the agent, or closed
 
-Every other pair does nothing. ``talking + SpeechConfirmed`` and a ``TurnEnded`` while
-talking or paused cannot happen: an answer starts only at ``onready`` or at a turn's end,
-so any speech segment open during an answer began after it, with a ``SpeechStarted``.
+``talking + SpeechConfirmed`` and a ``TurnEnded`` while talking or paused cannot happen: an
+answer starts only at ``onready`` or at a turn's end, so any speech segment open during an
+answer began after it, with a ``SpeechStarted``.
 
 An answer (:meth:`Scenario.turn`) sends ``start_answering`` and a final ``ontranscript``
 (user turns only), the scripted ``onfunction``/``ai_action``/other messages, cumulative
@@ -49,11 +56,11 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ..config import StartRequest
 from ..errors import ConfigError, LocalProtocolError
 from ..pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, ms_to_samples
-from ..server import MillisServer
 from ._fields import check_number, field_error
 from .scenario import Scenario, Turn
 from .store import SessionIdCounter, SessionRecord, SessionStore, TranscriptLine
@@ -71,9 +78,12 @@ from .voice import Voice, tone_voice
 __all__ = [
     "MAX_ANSWER_SECONDS",
     "SPEECH_TRANSITIONS",
+    "TRANSITIONS",
     "AgentPhase",
     "AgentSetup",
+    "AgentTrigger",
     "LocalAgent",
+    "ServerSender",
     "SpeechAction",
 ]
 
@@ -103,16 +113,56 @@ class SpeechAction(enum.Enum):
     ANSWER = "answer"
 
 
+class AgentTrigger(enum.Enum):
+    """Inputs of the agent phase machine besides the speech events of :mod:`.turns`."""
+
+    INITIATE = "initiate"
+    GREET = "greet"
+    ANSWER_OVER = "answer_over"
+    END = "end"
+
+
 _P = AgentPhase
 _A = SpeechAction
+_T = AgentTrigger
 
-#: ``(phase, speech event type) → (action, next phase)``; absent pairs do nothing.
-SPEECH_TRANSITIONS: dict[tuple[AgentPhase, type[TurnEvent]], tuple[SpeechAction, AgentPhase]] = {
+#: ``(phase, trigger) → (action, next phase)``; absent pairs do nothing. A trigger is an
+#: :class:`AgentTrigger` or the type of a speech event (:data:`~.turns.TurnEvent`).
+TRANSITIONS: dict[
+    tuple[AgentPhase, AgentTrigger | type[TurnEvent]], tuple[SpeechAction | None, AgentPhase]
+] = {
+    (_P.WAITING, _T.INITIATE): (None, _P.LISTENING),
+    (_P.LISTENING, _T.GREET): (None, _P.TALKING),
     (_P.TALKING, SpeechStarted): (_A.PAUSE, _P.PAUSED),
     (_P.PAUSED, SpeechDiscarded): (_A.UNPAUSE, _P.TALKING),
     (_P.PAUSED, SpeechConfirmed): (_A.CLEAR, _P.LISTENING),
     (_P.LISTENING, TurnEnded): (_A.ANSWER, _P.TALKING),
+    (_P.TALKING, _T.ANSWER_OVER): (None, _P.LISTENING),
+    (_P.LISTENING, _T.ANSWER_OVER): (None, _P.LISTENING),  # after a clear
+    **{(p, _T.END): (None, _P.ENDED) for p in AgentPhase},
 }
+#: The same table (its speech rows were once a table of their own); kept for old callers.
+SPEECH_TRANSITIONS = TRANSITIONS
+
+
+class ServerSender(Protocol):
+    """What the agent drives: a ``ServerConnection`` or a ``MessageServer``."""
+
+    @property
+    def closing(self) -> bool: ...
+    def send_ready(self, session_id: str) -> None: ...
+    def send_transcript(self, text: str, *, is_final: bool | None) -> None: ...
+    def send_response_text(self, text: str, *, is_final: bool | None) -> None: ...
+    def send_function_call(self, name: str, params: dict[str, Any]) -> None: ...
+    def send_start_answering(self) -> None: ...
+    def send_pause(self) -> None: ...
+    def send_unpause(self) -> None: ...
+    def send_clear(self) -> None: ...
+    def send_ai_action(self, data: Any) -> None: ...
+    def send_session_ended(self, data: Any = ...) -> None: ...
+    def send_audio(self, pcm: bytes) -> None: ...
+    def send_message(self, method: str, data: Any = ..., payload: Any = ...) -> None: ...
+    def close(self, code: int = 1000, reason: str = "", *, now: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +222,7 @@ class LocalAgent:
     inputs are ignored and the phase is ``ended``.
     """
 
-    def __init__(self, server: MillisServer, setup: AgentSetup | None = None) -> None:
+    def __init__(self, server: ServerSender, setup: AgentSetup | None = None) -> None:
         self.setup = setup if setup is not None else AgentSetup()
         self._server = server
         scenario = self.setup.scenario
@@ -244,10 +294,10 @@ class LocalAgent:
         if setup.scenario.max_duration_s is not None:
             self._end_at = now + setup.scenario.max_duration_s
         self._server.send_ready(session_id)
-        self._listen(now)
+        self._listen(_T.INITIATE, now)
         greeting = self._greeting(request) if previous is None else None
         if greeting is not None:
-            self._phase = AgentPhase.TALKING
+            self._advance(_T.GREET)
             self._answer(greeting, None, now)
 
     def on_client_audio(self, pcm: bytes, now: float) -> None:
@@ -273,10 +323,9 @@ class LocalAgent:
     # --- speech ------------------------------------------------------------------------
 
     def _on_speech(self, event: TurnEvent, now: float) -> None:
-        transition = SPEECH_TRANSITIONS.get((self._phase, type(event)))
-        if transition is None:
+        action = self._advance(type(event))
+        if action is None:
             return
-        action, self._phase = transition
         stream = self._stream
         if action is SpeechAction.ANSWER:
             assert isinstance(event, TurnEnded)
@@ -300,7 +349,7 @@ class LocalAgent:
     def _greeting(self, request: StartRequest) -> Turn | None:
         if self.setup.scenario.greeting is not None:
             return self.setup.scenario.greeting
-        # Millis speaks agent_config.first_message when the session opens (PROTOCOL.md §6).
+        # Millis speaks agent_config.first_message when the session opens (docs/protocol.md §6).
         config = request.agent_config or {}
         first = config.get("first_message")
         return Turn(reply=first) if isinstance(first, str) and first.strip() else None
@@ -363,10 +412,10 @@ class LocalAgent:
 
     def _answer_over(self, now: float) -> None:
         """The answer played out or was cleared: listen, or end after the last turn."""
-        self._listen(now)
+        self._listen(_T.ANSWER_OVER, now)
         end_after = self.setup.scenario.end_after_turns
         if end_after is not None and self._record.turns >= end_after:
-            self._end("end_after_turns")
+            self._end("end_after_turns", now)
 
     # --- phases ------------------------------------------------------------------------
 
@@ -375,18 +424,26 @@ class LocalAgent:
         if self._phase in (AgentPhase.WAITING, AgentPhase.ENDED) or not self._live():
             return False
         if self._end_at is not None and now >= self._end_at:
-            self._end("max_duration")
+            self._end("max_duration", now)
             return False
         idle = self._idle_deadline()
         if idle is not None and now >= idle:
-            self._end("idle_timeout")
+            self._end("idle_timeout", now)
             return False
         self._pump(now)
         return not self.ended
 
-    def _listen(self, now: float) -> None:
+    def _advance(self, trigger: AgentTrigger | type[TurnEvent]) -> SpeechAction | None:
+        """Apply the table's row for ``trigger``; the one place that assigns the phase."""
+        row = TRANSITIONS.get((self._phase, trigger))
+        if row is None:
+            return None
+        action, self._phase = row
+        return action
+
+    def _listen(self, trigger: AgentTrigger, now: float) -> None:
+        self._advance(trigger)
         self._stream = None
-        self._phase = AgentPhase.LISTENING
         self._idle_since = now
 
     def _idle_deadline(self) -> float | None:
@@ -395,14 +452,14 @@ class LocalAgent:
             return None
         return self._idle_since + timeout
 
-    def _end(self, reason: str) -> None:
+    def _end(self, reason: str, now: float) -> None:
         self.end_reason = reason
         self._stop()
         self._server.send_session_ended({"reason": reason})
-        self._server.close(1000, "session ended")
+        self._server.close(1000, "session ended", now=now)
 
     def _stop(self) -> None:
-        self._phase = AgentPhase.ENDED
+        self._advance(_T.END)
         self._stream = None
 
     def _live(self) -> bool:

@@ -1,40 +1,41 @@
 """One WebSocket connection served by the local agent: the glue the I/O layer drives.
 
-The transport stays a thin loop (STYLE.md §7)::
+The transport stays a thin loop, driving one connection object::
 
-    session = AgentSession(setup)                 # one AgentSetup shared per server
-    conn = ServerConnection(session.server)
+    conn = ServerConnection(now=now)
+    session = AgentSession(setup, server=conn)    # one AgentSetup shared per server
     # on bytes read:
     conn.receive_data(data, now)
     for event in conn.events():
         session.feed(event, now)
     transport.write(conn.data_to_send())
-    # when session.get_timer() passes:
-    session.on_tick(now); transport.write(conn.data_to_send())
+    # when session.get_timer() or conn.get_timer() passes:
+    session.on_tick(now); conn.handle_timer(now); transport.write(conn.data_to_send())
 """
 
 from __future__ import annotations
 
 from ..events import ClientAudio, ConnectionClosed, Event, InitiateReceived
-from ..server import MillisServer
-from .local_agent import AgentSetup, LocalAgent
+from ..server import MessageServer
+from .local_agent import AgentSetup, LocalAgent, ServerSender
 
 __all__ = ["AgentSession"]
 
 
 class AgentSession:
-    """A :class:`MillisServer` and the :class:`LocalAgent` answering on it.
+    """A server (a ``ServerConnection``, or a :class:`MessageServer`) and the
+    :class:`LocalAgent` answering on it.
 
-    ``server`` defaults to a new machine; pass one to choose its options. Pass the same
+    ``server`` defaults to a new message-level machine; pass the connection you drive. Pass the same
     ``setup`` to every session of a server (it holds the shared session store and ids).
     """
 
     __slots__ = ("agent", "server")
 
     def __init__(
-        self, setup: AgentSetup | None = None, *, server: MillisServer | None = None
+        self, setup: AgentSetup | None = None, *, server: ServerSender | None = None
     ) -> None:
-        self.server = server if server is not None else MillisServer()
+        self.server: ServerSender = server if server is not None else MessageServer()
         self.agent = LocalAgent(self.server, setup)
 
     def feed(self, event: Event, now: float) -> None:

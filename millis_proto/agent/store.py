@@ -1,7 +1,7 @@
 """What outlives one connection: session records for ``session_continuation``, and ids.
 
 A client continues a conversation by opening a new socket whose ``initiate`` carries
-``session_continuation.session_id`` (PROTOCOL.md §5). The local agent answers with a fresh
+``session_continuation.session_id`` (docs/protocol.md §5). The local agent answers with a fresh
 ``session_id`` and resumes the turn count and transcript recorded under the old one. The
 caller creates one :class:`SessionStore` (and one id factory) per agent server and shares
 them among its connections; nothing here is thread-safe, one owner drives them.
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
+
+from ..errors import ConfigError
 
 __all__ = [
     "MAX_SESSIONS",
@@ -56,7 +58,7 @@ class SessionStore:
 
     def __init__(self, max_sessions: int = MAX_SESSIONS) -> None:
         if max_sessions <= 0:
-            raise ValueError("max_sessions must be positive")
+            raise ConfigError("max_sessions must be positive.")
         self.max_sessions = max_sessions
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
 

@@ -5,7 +5,7 @@ Theory of operation
 The stream keeps a *playback position*: how much of the answer the client has played by
 ``now``, assuming it plays each chunk as soon as it arrives. The position runs with the
 clock while the stream runs and stands still while it is paused (the client keeps the
-unplayed audio queued during a ``pause``, PROTOCOL.md §4). A chunk is due once the position
+unplayed audio queued during a ``pause``, docs/protocol.md §4). A chunk is due once the position
 is within ``ahead_samples`` of its start: servers stream slightly ahead of playback so
 network jitter does not starve the client's player, and the lead is what a ``clear``
 drops on the client's side.
@@ -17,6 +17,7 @@ clock wakes a hair early.
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 
 __all__ = ["AnswerStream"]
@@ -29,7 +30,7 @@ class AnswerStream:
 
     def __init__(self, pcm: bytes, *, chunk_samples: int, ahead_samples: int, now: float) -> None:
         if chunk_samples <= 0 or ahead_samples < 0:
-            raise ValueError("chunk_samples must be positive and ahead_samples not negative")
+            raise ConfigError("chunk_samples must be positive and ahead_samples not negative.")
         self._pcm = pcm[: len(pcm) - len(pcm) % BYTES_PER_SAMPLE]
         self._chunk = chunk_samples
         self._ahead = ahead_samples

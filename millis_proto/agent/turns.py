@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The detector runs on the sample timeline of the received audio, not on the clock: sample
 *n* is at ``n / 16000`` s of the user's stream. Network jitter and the chunk sizes a client
-picks (PROTOCOL.md §2) therefore change nothing — the same audio always yields the same
+picks (docs/protocol.md §2) therefore change nothing — the same audio always yields the same
 events at the same sample positions. Decisions are made at 20 ms frame ends
 (:mod:`.vad`), so every duration below is effectively rounded up to whole frames.
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
 from ..pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, ms_to_samples
 from ._fields import check_number, field_error
 from .vad import DEFAULT_THRESHOLD_DBFS, EnergyVad
@@ -130,7 +131,7 @@ class TurnDetector:
     def __init__(self, config: TurnConfig | None = None, *, max_capture_samples: int) -> None:
         self.config = config if config is not None else TurnConfig()
         if max_capture_samples < 0:
-            raise ValueError("max_capture_samples must not be negative")
+            raise ConfigError("max_capture_samples must not be negative.")
         self._vad = EnergyVad(self.config.threshold_dbfs)
         self._min_speech = ms_to_samples(self.config.min_speech_ms)
         self._end_silence = ms_to_samples(self.config.end_silence_ms)

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-User audio arrives in chunks of any size, odd byte counts included (PROTOCOL.md §2). The
+User audio arrives in chunks of any size, odd byte counts included (docs/protocol.md §2). The
 VAD re-cuts it into frames of :data:`FRAME_SAMPLES` on the stream's own sample timeline —
 frame *k* covers samples ``[k*320, (k+1)*320)`` — so every decision depends on the audio
 alone, never on how it was chunked or when it arrived.
@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from operator import mul
 
+from ..errors import ConfigError
 from ..pcm import BYTES_PER_SAMPLE, Buffer, Rechunker, SampleAligner, ms_to_samples
 from ._samples import to_samples
 
@@ -78,7 +79,7 @@ class EnergyVad:
 
     def __init__(self, threshold_dbfs: float = DEFAULT_THRESHOLD_DBFS) -> None:
         if not math.isfinite(threshold_dbfs):
-            raise ValueError("threshold_dbfs must be a finite number")
+            raise ConfigError("threshold_dbfs must be a finite number.")
         self.threshold_dbfs = threshold_dbfs
         # The threshold as a mean square of raw samples (sum of squares / count).
         self._threshold_ms = _FULL_SCALE_SQUARED * 10 ** (threshold_dbfs / 10)

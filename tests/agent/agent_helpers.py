@@ -13,7 +13,7 @@ from array import array
 from functools import lru_cache
 from typing import Any
 
-from millis_proto import MillisServer
+from millis_proto import MessageServer
 from millis_proto.agent import AgentSession, AgentSetup
 from millis_proto.machine import CloseRequest
 
@@ -89,7 +89,7 @@ def compact(lines: list[str]) -> list[str]:
 
 
 class Harness:
-    """A MillisServer + AgentSession fed whole messages, with a fake clock.
+    """A MessageServer + AgentSession fed whole messages, with a fake clock.
 
     ``log`` holds ``(now, line)`` for every message the server sent, ``audio`` the agent
     audio bytes in order.
@@ -97,8 +97,8 @@ class Harness:
 
     def __init__(self, setup: AgentSetup | None = None) -> None:
         self.setup = setup if setup is not None else AgentSetup()
-        self.session = AgentSession(self.setup)
-        self.server: MillisServer = self.session.server
+        self.server = MessageServer()
+        self.session = AgentSession(self.setup, server=self.server)
         self.agent = self.session.agent
         self.now = 0.0
         self.samples = 0  # user audio fed so far

@@ -1,6 +1,6 @@
 """A real client against the local agent, through WebSocket bytes in-process (no sockets).
 
-ClientConnection + MillisClient on one side, ServerConnection + AgentSession on the
+A ClientConnection on one side, a ServerConnection driven by an AgentSession on the
 other, exchanging ``data_to_send()`` bytes; the client must see the typed events a Millis
 client expects.
 """
@@ -16,11 +16,11 @@ from millis_proto import (
     AgentState,
     AgentStateChanged,
     Clear,
+    ClientConfig,
     ClientConnection,
     ConnectionClosed,
     Event,
     FunctionCall,
-    MillisClient,
     Pause,
     Pong,
     Ready,
@@ -40,10 +40,14 @@ class Link:
     """Client and agent joined by a byte pipe; the clock follows the audio the client sends."""
 
     def __init__(self, setup: AgentSetup | None = None, *, connect: bool = True) -> None:
-        self.client = MillisClient(StartRequest(public_key="pk-test", agent_id="agent-1"))
-        self.cw = ClientConnection(self.client, "ws://127.0.0.1:8080/millis")
-        self.session = AgentSession(setup)
-        self.sw = ServerConnection(self.session.server)
+        self.cw = ClientConnection(
+            StartRequest(public_key="pk-test", agent_id="agent-1"),
+            "ws://127.0.0.1:8080/millis",
+            ClientConfig(emit_audio_events=True),  # the tests look at every agent frame
+        )
+        self.client = self.cw
+        self.sw = ServerConnection(now=0.0)
+        self.session = AgentSession(setup, server=self.sw)
         self.now = 0.0
         self.events: list[Event] = []
         if connect:
@@ -152,7 +156,7 @@ def test_initiate_then_close_in_one_read_starts_nothing() -> None:
     link = Link(connect=False)
     link.sw.receive_data(link.cw.data_to_send(), 0.0)  # the handshake request
     link.cw.receive_data(link.sw.data_to_send(), 0.0)  # accepted: initiate is queued
-    link.cw.close(1000)  # ... and the close right behind it, in the same write
+    link.cw.close(1000, now=0.0)  # ... and the close right behind it, in the same write
     link.sw.receive_data(link.cw.data_to_send(), 0.0)
     events = link.sw.events()
     assert [type(e).__name__ for e in events] == [

@@ -1,6 +1,6 @@
 """A whole conversation in virtual time: file → client core → server core → agent → speaker.
 
-The user's side is a 44.1 kHz stereo WAV file; a scripted agent on a real MillisServer core
+The user's side is a 44.1 kHz stereo WAV file; a scripted agent on a real MessageServer core
 answers one second of speech with half a second of audio. The two cores exchange their real
 messages through a direct in-memory hand-off. Under trio's MockClock the three seconds run
 faster than real time, and the recordings are byte-identical on every run.
@@ -27,8 +27,8 @@ from audio_backends import (
 )
 from millis_proto import (
     ClientAudio,
-    MillisClient,
-    MillisServer,
+    MessageClient,
+    MessageServer,
     PlaybackLatency,
     ResponseText,
     StartRequest,
@@ -47,9 +47,9 @@ def _user_file(path: Path) -> None:
     sf.write(str(path), np.stack([audio, audio], axis=1), 44_100, subtype="FLOAT")
 
 
-def _converse(user_wav: Path, out_dir: Path) -> MillisClient:
-    client = MillisClient(StartRequest(public_key="pk", agent_id="agent"))
-    server = MillisServer()
+def _converse(user_wav: Path, out_dir: Path) -> MessageClient:
+    client = MessageClient(StartRequest(public_key="pk", agent_id="agent"))
+    server = MessageServer()
     heard = 0
     heard_a_second = trio.Event()
 

@@ -20,7 +20,7 @@ from audio_backends import (
     playback_of,
     stream_source,
 )
-from millis_proto import MillisClient, PlaybackChunk, StartRequest
+from millis_proto import MessageClient, PlaybackChunk, StartRequest
 
 RATE = 16_000
 
@@ -152,7 +152,7 @@ def test_levels_are_reported_per_block_on_the_timeline() -> None:
 
 
 def test_the_half_duplex_gate_mutes_the_user_while_the_agent_plays() -> None:
-    client = MillisClient(StartRequest(public_key="pk", agent_id="a"))
+    client = MessageClient(StartRequest(public_key="pk", agent_id="a"))
     user = np.full(RATE, 1000, dtype="<i2").tobytes()  # 1 s of constant "speech"
     sent: list[bytes] = []
 

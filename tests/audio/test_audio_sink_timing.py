@@ -1,6 +1,6 @@
 """The playback pump and the WAV sink keep the playback timeline, sample-exact in virtual time.
 
-A real MillisClient receives a 6 s burst of agent audio, then pause at 1 s, unpause at 2 s,
+A real MessageClient receives a 6 s burst of agent audio, then pause at 1 s, unpause at 2 s,
 clear at 3.5 s and a new 1 s answer at 4 s, while ``play_to_sink`` pulls into a ``WavSink``
 under trio's MockClock. Sample ``i`` of the WAV must be what was played at ``i/16000`` s.
 
@@ -24,7 +24,7 @@ import trio
 import trio.testing
 
 from audio_backends import WavSink, play_to_sink, playback_of
-from millis_proto import MillisClient, PlaybackFinished, PlaybackLatency, StartRequest
+from millis_proto import MessageClient, PlaybackFinished, PlaybackLatency, StartRequest
 
 RATE = 16_000
 EARLY = 0.001  # messages arrive this long before their nominal time
@@ -45,8 +45,8 @@ def _odd_chunks(pcm: bytes, size: int = 999) -> list[bytes]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
 
-def _run_timeline(path: Path, block_ms: float) -> MillisClient:
-    client = MillisClient(StartRequest(public_key="pk", agent_id="agent"))
+def _run_timeline(path: Path, block_ms: float) -> MessageClient:
+    client = MessageClient(StartRequest(public_key="pk", agent_id="agent"))
 
     async def server(t0: float) -> None:
         async def at(t: float) -> float:

@@ -1,7 +1,7 @@
 """An independent Millis-like WebSocket server for CLI tests, built on ``websockets``.
 
 It shares no code with ``millis_proto``: the wire format is written out here by hand from
-PROTOCOL.md §3-4. The server runs its own asyncio loop in a daemon thread, listens on
+docs/protocol.md §3-4. The server runs its own asyncio loop in a daemon thread, listens on
 127.0.0.1 port 0 (``ws://`` or ``wss://``), accepts one connection at a time and runs a
 *script* coroutine against it::
 

@@ -9,7 +9,7 @@ from millis_proto import (
     ClientConfig,
     ClientConnection,
     Event,
-    MillisClient,
+    ServerConfig,
     ServerConnection,
     StartRequest,
 )
@@ -28,12 +28,17 @@ class Pair:
         self,
         request: StartRequest = REQUEST,
         config: ClientConfig | None = None,
+        server_config: ServerConfig | None = None,
         **wire: Any,
     ) -> None:
-        self.client = MillisClient(request, config)
-        self.cw = ClientConnection(self.client, "ws://127.0.0.1:8080/millis", **wire)
-        self.sw = ServerConnection(**wire)
-        self.server = self.sw.server
+        if config is None:
+            # Core tests look at every agent frame, so ask for the per-frame events.
+            config = ClientConfig(emit_audio_events=True)
+        self.cw = ClientConnection(request, "ws://127.0.0.1:8080/millis", config, **wire)
+        self.sw = ServerConnection(server_config, now=0.0)
+        # One object per side: the names are kept so tests read as before.
+        self.client = self.cw
+        self.server = self.sw
         self.now = 0.0
         self.client_events: list[Event] = []
         self.server_events: list[Event] = []

@@ -44,10 +44,10 @@ SCRIPT = textwrap.dedent(
         importlib.import_module(info.name)
 
     from millis_proto import *  # noqa
-    client = MillisClient(StartRequest(public_key="k", agent_id="a"),
-                          ClientConfig(chunk_ms=20, ping_every_packets=5))
-    cw = ClientConnection(client, "ws://127.0.0.1:1/millis")
-    sw = ServerConnection()
+    cw = ClientConnection(StartRequest(public_key="k", agent_id="a"), "ws://127.0.0.1:1/millis",
+                          ClientConfig(chunk_ms=20, ping_every_packets=5, emit_audio_events=True))
+    client = cw
+    sw = ServerConnection(now=0.0)
     now = 0.0
     seen = []
     def pump():
@@ -59,13 +59,13 @@ SCRIPT = textwrap.dedent(
             if not a and not b:
                 return
     pump()
-    sw.server.send_ready("s")
+    sw.send_ready("s")
     pump()
     for i in range(30):
         now += 0.02
         client.send_audio(bytes(641), now)
         pump()
-    s = sw.server
+    s = sw
     s.send_start_answering(); s.send_audio(bytes(3201)); s.send_pause(); s.send_unpause()
     s.send_transcript("t", is_final=True); s.send_clear(); s.send_message("x", {"y": 1})
     pump()
@@ -102,10 +102,10 @@ def test_core_runs_a_whole_session_with_io_and_clocks_blocked() -> None:
 
 def test_core_has_no_module_level_mutable_state_reachable_from_machines() -> None:
     """Two clients never share state: settings and queues are per instance."""
-    from millis_proto import MillisClient, StartRequest
+    from millis_proto import MessageClient, StartRequest
 
-    a = MillisClient(StartRequest(public_key="k", agent_id="a"))
-    b = MillisClient(StartRequest(public_key="k", agent_id="a"))
+    a = MessageClient(StartRequest(public_key="k", agent_id="a"))
+    b = MessageClient(StartRequest(public_key="k", agent_id="a"))
     a.start(0)
     a.mute()
     assert a.playback is not b.playback

@@ -20,7 +20,7 @@ from millis_proto import (
     ClientConfig,
     CloseRequest,
     LocalProtocolError,
-    MillisClient,
+    MessageClient,
     PreReadyAudio,
     StartRequest,
 )
@@ -42,7 +42,7 @@ def stream_bytes(start_byte: int, n: int) -> bytes:
 class ClientMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.client = MillisClient(
+        self.client = MessageClient(
             StartRequest(public_key="k", agent_id="a"),
             ClientConfig(
                 max_playback_seconds=CAPACITY_SECONDS,

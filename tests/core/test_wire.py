@@ -10,6 +10,7 @@ from core_helpers import REQUEST, Pair, parse_client_frame, server_frame, types
 from millis_proto import (
     AIAction,
     ClientAudio,
+    ClientConfig,
     ClientConnection,
     ClientMessage,
     ClientPing,
@@ -20,11 +21,11 @@ from millis_proto import (
     FunctionCall,
     InitiateReceived,
     InitiateRejected,
-    MillisClient,
     Pong,
     Ready,
     RemoteProtocolError,
     ResponseText,
+    ServerConfig,
     ServerConnection,
     SessionEnded,
     StartRequest,
@@ -88,7 +89,7 @@ def test_every_message_type_round_trips(pair: Pair) -> None:
     assert [e for e in ce if isinstance(e, Pong)] == [Pong(data="5000", rtt_ms=125.0)]
 
     s.send_session_ended({"why": "done"})
-    s.close()
+    s.close(now=pair.now)
     ce, se = pair.pump()
     assert SessionEnded(data={"why": "done"}) in ce
     closes = [e for e in ce + se if isinstance(e, ConnectionClosed)]
@@ -101,9 +102,9 @@ def test_every_message_type_round_trips(pair: Pair) -> None:
     assert pair.cw.data_to_send() == b"" and pair.sw.data_to_send() == b""
 
 
-def _client_events_for(data_chunks: list[bytes]) -> tuple[list[Event], MillisClient]:
-    client = MillisClient(REQUEST)
-    cw = ClientConnection(client, "ws://h/millis")
+def _client_events_for(data_chunks: list[bytes]) -> tuple[list[Event], ClientConnection]:
+    cw = ClientConnection(REQUEST, "ws://h/millis")
+    client = cw
     sw = ServerConnection()
     sw.receive_data(cw.data_to_send(), 0)
     handshake = sw.data_to_send()
@@ -129,7 +130,7 @@ def _session_bytes() -> bytes:
     s.send_function_call("f", {"x": [1, 2]})
     s.send_message("weird", payload={"deep": {"a": None}})
     s.send_clear()
-    s.close(1000, "done")
+    s.close(1000, "done", now=pair.now)
     pair.pump()
     return bytes(pair.s2c[start:])
 
@@ -151,11 +152,10 @@ def test_server_stream_split_at_every_offset_gives_identical_events() -> None:
 
 def test_handshake_response_split_at_every_offset() -> None:
     for i in range(1, 160):
-        client = MillisClient(REQUEST)
-        cw = ClientConnection(client, "ws://h/millis")
+        cw = ClientConnection(REQUEST, "ws://h/millis")
         sw = ServerConnection()
         sw.receive_data(cw.data_to_send(), 0)
-        sw.server.send_ready("r")  # queued before the first flush: arrives with the 101
+        sw.send_ready("r")  # queued before the first flush: arrives with the 101
         response = sw.data_to_send()
         cw.receive_data(response[:i], 0)
         cw.receive_data(response[i:], 0)
@@ -167,7 +167,7 @@ def test_client_stream_split_at_every_offset_on_the_server() -> None:
     pair.open()
     pair.client.send_audio(bytes(range(200)), 0)
     pair.client.send_message("custom", "ü")
-    pair.client.close(1000)
+    pair.client.close(1000, now=pair.now)
     pair.pump()
     data = bytes(pair.c2s)  # handshake request + initiate + frames + close, all masked
     expected = pair.server_events
@@ -243,7 +243,7 @@ def test_pings_are_answered_while_open_and_never_after_our_close() -> None:
     pair.cw.receive_data(server_frame(0x9, b"hb"), 0)
     pong = pair.cw.data_to_send()
     assert pong[0] == 0x8A and (pong[1] & 0x7F) == 2  # FIN+pong, masked, 2 bytes
-    pair.cw.close(1000, "bye")
+    pair.cw.close(1000, "bye", now=pair.now)
     assert pair.cw.data_to_send()[0] == 0x88
     pair.cw.receive_data(server_frame(0x9, b"late"), 0)  # trio-websocket #184
     assert pair.cw.data_to_send() == b""
@@ -260,7 +260,10 @@ def test_message_size_limit_closes_1009_whole_and_fragmented() -> None:
         server_frame(0x2, b"x" * 60, fin=False) + server_frame(0x0, b"x" * 60),
         server_frame(0x1, b"y" * 60, fin=False) + server_frame(0x0, b"y" * 60),
     ):
-        pair = Pair(max_message_bytes=100)
+        pair = Pair(
+            config=ClientConfig(max_message_bytes=100, emit_audio_events=True),
+            server_config=ServerConfig(max_message_bytes=100),
+        )
         pair.open()
         pair.cw.receive_data(server_frame(0x2, b"z" * 100) + frames, 0)
         ev = pair.cw.events()
@@ -304,7 +307,7 @@ def test_eof_is_connection_lost_and_eof_after_our_close_is_local() -> None:
 
     pair = Pair()
     pair.open()
-    pair.cw.close()
+    pair.cw.close(now=pair.now)
     pair.cw.data_to_send()
     pair.cw.receive_data(b"", 0)  # b"" is EOF too
     assert pair.cw.events()[-1] == ConnectionClosed(
@@ -313,8 +316,7 @@ def test_eof_is_connection_lost_and_eof_after_our_close_is_local() -> None:
 
 
 def test_eof_and_close_before_the_handshake() -> None:
-    client = MillisClient(REQUEST)
-    cw = ClientConnection(client, "ws://h/millis")
+    cw = ClientConnection(REQUEST, "ws://h/millis")
     cw.data_to_send()
     cw.receive_data(None, 0)
     ev = cw.events()
@@ -322,28 +324,28 @@ def test_eof_and_close_before_the_handshake() -> None:
     assert (
         ev[0].initiator is CloseInitiator.LOST and "before the WebSocket handshake" in ev[0].reason
     )
-    cw2 = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
-    cw2.close()
+    cw2 = ClientConnection(REQUEST, "ws://h/millis")
+    cw2.close(now=0.0)
     assert cw2.events()[-1].initiator is CloseInitiator.LOCAL  # type: ignore[attr-defined]
-    cw2.close()  # idempotent
+    cw2.close(now=0.0)  # idempotent
 
 
 def test_rejected_handshake_reports_status_and_body() -> None:
-    cw = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
+    cw = ClientConnection(REQUEST, "ws://h/millis")
     cw.data_to_send()
     body = b"forbidden: bad origin"
     cw.receive_data(b"HTTP/1.1 403 Forbidden\r\ncontent-length: %d\r\n\r\n" % len(body) + body, 0)
     ev = cw.events()
     assert ev[0] == ConnectionRejected(status_code=403, body=body)
     assert isinstance(ev[1], ConnectionClosed) and "HTTP 403" in ev[1].reason
-    cw = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
+    cw = ClientConnection(REQUEST, "ws://h/millis")
     cw.data_to_send()
     cw.receive_data(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", 0)
     assert cw.events()[0] == ConnectionRejected(status_code=404)
 
 
 def test_invalid_handshake_response_raises_sticky_remote_error() -> None:
-    cw = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
+    cw = ClientConnection(REQUEST, "ws://h/millis")
     cw.data_to_send()
     bad = (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -354,7 +356,7 @@ def test_invalid_handshake_response_raises_sticky_remote_error() -> None:
     with pytest.raises(RemoteProtocolError):
         cw.receive_data(b"more", 0)
     with pytest.raises(RemoteProtocolError):
-        ClientConnection(MillisClient(REQUEST), "ws://h/").receive_data(b"garbage\r\n\r\n", 0)
+        ClientConnection(REQUEST, "ws://h/").receive_data(b"garbage\r\n\r\n", 0)
 
 
 def test_server_rejects_non_websocket_request_with_400() -> None:
@@ -376,7 +378,7 @@ def test_server_validation_error_closes_1008() -> None:
         pair = Pair()
         pair.pump()  # handshake; the client sends a valid initiate, so replace the server
         sw = ServerConnection()
-        cw = ClientConnection(MillisClient(REQUEST), "ws://h/millis")
+        cw = ClientConnection(REQUEST, "ws://h/millis")
         sw.receive_data(cw.data_to_send(), 0)
         cw.receive_data(sw.data_to_send(), 0)
         cw.events()
@@ -407,12 +409,12 @@ def test_server_answers_ping_with_pong_echo_and_passes_custom_messages(pair: Pai
 
 
 def test_handshake_request_shape() -> None:
-    cw = ClientConnection(MillisClient(REQUEST), "wss://api-west.millis.ai:8080/millis?x=1")
+    cw = ClientConnection(REQUEST, "wss://api-west.millis.ai:8080/millis?x=1")
     req = cw.data_to_send()
     assert req.startswith(b"GET /millis?x=1 HTTP/1.1\r\n")
     assert b"Host: api-west.millis.ai:8080\r\n" in req
     assert b"pk-secret-123" not in req  # the key only travels inside initiate
-    cw = ClientConnection(MillisClient(REQUEST), "wss://[::1]/")
+    cw = ClientConnection(REQUEST, "wss://[::1]/")
     assert b"Host: [::1]\r\n" in cw.data_to_send()
 
 

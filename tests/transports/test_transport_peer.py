@@ -32,6 +32,7 @@ from transport_helpers import (
 
 from millis_proto import (
     AgentAudio,
+    ClientConfig,
     CloseInitiator,
     ConnectionClosed,
     ConnectionClosedByServer,
@@ -51,6 +52,9 @@ pytestmark = pytest.mark.anyio
 
 #: Agent audio the peer sends, cut at odd offsets below.
 AGENT_PCM = bytes(range(256)) * 8 + b"\x10\x20"  # 2050 bytes, a whole number of samples
+
+#: Per-frame agent audio events (off by default): these tests check the framing.
+AUDIO_EVENTS = ClientConfig(emit_audio_events=True)
 
 
 async def test_session_exchange(connect: Any, peer: Any, start_request: Any) -> None:
@@ -84,7 +88,7 @@ async def test_session_exchange(connect: Any, peer: Any, start_request: Any) -> 
 
     server = peer(script)
     user_pcm = b"\x01\x02" * 160 + b"\x03"  # 321 bytes: the last byte is carried
-    async with connect(server.url(), start_request) as session:
+    async with connect(server.url(), start_request, config=AUDIO_EVENTS) as session:
         await session.send_audio(user_pcm)
         events = await read_events(session, is_a(UnknownMessage))
         await session.send_audio(b"\x04")  # completes the carried sample

@@ -16,6 +16,7 @@ from millis_proto import (
     AgentAudio,
     AnswerLatency,
     ClientAudio,
+    ClientConfig,
     ClientMessage,
     ClientPing,
     CloseInitiator,
@@ -33,6 +34,9 @@ from transports.server import ServerAddress, ServerSession, serve
 pytestmark = pytest.mark.anyio
 
 AGENT_PCM = bytes(range(256)) * 4  # 1024 bytes
+
+#: Per-frame agent audio events (off by default): these tests check the framing.
+AUDIO_EVENTS = ClientConfig(emit_audio_events=True)
 
 
 @asynccontextmanager
@@ -78,7 +82,10 @@ async def test_full_conversation(connect: Any, start_request: Any) -> None:
                 await session.flush()
         seen.finished.set()
 
-    async with serving(handler) as address, connect(address.url, start_request) as session:
+    async with (
+        serving(handler) as address,
+        connect(address.url, start_request, config=AUDIO_EVENTS) as session,
+    ):
         events = await read_events(session, is_a(ResponseText))
         await session.send_audio(b"\x05\x06" * 100 + b"\x07")
         await session.send_audio(b"\x08")

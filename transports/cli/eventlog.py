@@ -4,6 +4,8 @@ Each line has ``"t"`` (seconds since the connection opened, from the event loop'
 and ``"event"``: the Millis method name for server messages (``onready``, ``ontranscript``,
 ``onfunction``, unknown methods under their own name …) with their data and payload, or a
 client-side name (``latency``, ``rtt``, ``agent_state``, ``level``, ``error``, ``closed`` …).
+Lines that are server messages also carry ``"source": "server"`` and client-side lines never
+do, so a server that sends ``{"method": "error"}`` cannot pass for one of our own errors.
 Agent audio frames are not logged one by one (50-125 a second); their bytes are counted in
 the ``finished`` line. The path ``-`` means standard output.
 """

@@ -208,9 +208,9 @@ class RichView(View):
 
     def event(self, t: float, event: Event) -> None:
         if isinstance(event, Transcript):
-            self._speech("you", event.text, event.is_final)
+            self._speech("you", event.text or "", event.is_final is True)
         elif isinstance(event, ResponseText):
-            self._speech("agent", event.text, event.is_final)
+            self._speech("agent", event.text or "", event.is_final is True)
         elif isinstance(event, AgentStateChanged):
             self._state = event.state.value
         elif isinstance(event, AnswerLatency):
