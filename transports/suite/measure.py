@@ -245,11 +245,13 @@ def observe_turn(log: CallLog, index: int, error: str | None = None) -> TurnObse
     received: float | None = None
     answer_latency: float | None = None
     for t, event in events:
+        # The core reads text liberally (``None`` when unreadable, ``is_final`` ``None``
+        # when the server did not say); here an unsaid is_final counts as not final.
         if isinstance(event, Transcript):
-            transcripts.append((event.text, event.is_final))
+            transcripts.append((event.text or "", event.is_final is True))
         elif isinstance(event, ResponseText):
-            responses.append((event.text, event.is_final))
-        elif isinstance(event, FunctionCall):
+            responses.append((event.text or "", event.is_final is True))
+        elif isinstance(event, FunctionCall) and event.function is not None:
             functions.append((event.function, dict(event.params)))
         elif isinstance(event, AnswerLatency) and answer_latency is None:
             answer_latency = event.ms
