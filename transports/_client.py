@@ -70,6 +70,9 @@ class ConnectOptions(TypedDict, total=False):
       ``config.max_message_bytes`` (1 MiB).
     * ``max_queued_events`` — bound of the event queue (default 4096; see
       :mod:`transports._queue` for what happens when it is full).
+    * ``wall_clock_offset`` — epoch seconds minus the event loop's clock, for the
+      wall-clock stamps of Millis pings; measured at connect when not given. A run in
+      virtual time that must repeat byte for byte passes a fixed value.
     """
 
     config: ClientConfig | None
@@ -79,6 +82,7 @@ class ConnectOptions(TypedDict, total=False):
     disconnect_timeout: float | None
     max_message_bytes: int | None
     max_queued_events: int
+    wall_clock_offset: float | None
 
 
 class ClientSession(WireSession):
@@ -245,6 +249,7 @@ async def open_client(
     disconnect_timeout: float | None = None,
     max_message_bytes: int | None = None,
     max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    wall_clock_offset: float | None = None,
 ) -> AsyncIterator[ClientSession]:
     """Connect, run the session around the body, close it on the way out.
 
@@ -258,9 +263,9 @@ async def open_client(
         config, disconnect_timeout=disconnect_timeout, max_message_bytes=max_message_bytes
     )
     context = client_ssl_context(endpoint, cafile, ssl_context)
-    conn = ClientConnection(
-        request, endpoint, config, wall_clock_offset=time.time() - anyio.current_time()
-    )
+    if wall_clock_offset is None:
+        wall_clock_offset = time.time() - anyio.current_time()
+    conn = ClientConnection(request, endpoint, config, wall_clock_offset=wall_clock_offset)
     session = await _open_session(
         conn,
         lambda: open_stream(endpoint, context),

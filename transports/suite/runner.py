@@ -297,7 +297,8 @@ def local_opener(setup: AgentSetup) -> OpenSession:
 
     def open_session(request: StartRequest) -> AbstractAsyncContextManager[CallerSession]:
         own = dataclasses.replace(setup, store=SessionStore(), new_session_id=SessionIdCounter())
-        return connect_in_memory(agent_handler(own), request)
+        # Virtual time: the wall-clock stamps of pings are virtual too, so runs repeat.
+        return connect_in_memory(agent_handler(own), request, wall_clock_offset=0.0)
 
     return open_session
 
