@@ -1,122 +1,341 @@
-"""Per-frame cost of millis-proto's wire machines against raw wsproto, in the same process.
+"""The side-by-side benchmark: millis-proto's transports against websockets and a floor.
 
-The hot path is audio: 50-125 binary frames per second each way per session. Each case is
-timed in alternating rounds (ours, baseline, ours, ...) so machine noise hits both alike,
-and the report gives medians and the ratio ours/baseline.
+    make bench                        # or: .venv/bin/python -m bench.run
+    .venv/bin/python -m bench.run --quick     # a few seconds: the harness works, no figures
 
-    .venv/bin/python bench/run.py [--frames 5000] [--rounds 15]
+One load-server process (``bench.load_server``, hand-rolled asyncio) and, for every client
+kind, separate client processes (``bench.clients``) each holding N paced duplex sessions
+on loopback. The kinds run in alternating order round after round (forward, then
+backward) so that machine noise hits them alike, and the table gives the median of the
+rounds with their range. Every figure that judges is a ratio — to ``websockets`` and to the
+hand-rolled floor, measured in the same run at the same N — never an absolute time.
+
+Then the sessions-per-core knee at 20 ms frames (the largest N at which one client process
+sends >= 95 % of its frames within 10 ms of schedule; a bounded search starting from what
+the CPU figure predicts), the pure virtual-time run against the local agent and its speed,
+and import times. Everything is bounded: at most ``--max-n`` sessions, a fixed number of
+probes, a timeout on every child process.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import wsproto
-from wsproto.connection import ConnectionType
-from wsproto.events import AcceptConnection, BytesMessage, Request
+from bench.clients import KINDS
 
-from millis_proto import ClientConnection, ServerConnection, StartRequest
-
-FRAME = bytes(640)  # 20 ms of 16 kHz s16le
-
-
-def _open_pair() -> tuple[ClientConnection, ServerConnection, ClientConnection]:
-    cw = ClientConnection(StartRequest(public_key="k", agent_id="a"), "ws://127.0.0.1/millis")
-    client = cw  # one object per side
-    sw = ServerConnection()
-    for _ in range(5):
-        if data := cw.data_to_send():  # b"" would mean EOF
-            sw.receive_data(data, 0.0)
-        if data := sw.data_to_send():
-            cw.receive_data(data, 0.0)
-    sw.send_ready("s")
-    cw.receive_data(sw.data_to_send(), 0.0)
-    cw.events()
-    sw.events()
-    return cw, sw, client
+ROOT = Path(__file__).resolve().parent.parent
+#: (frame ms, sessions) of the two table columns.
+CONFIGS = ((20, 100), (8, 40))
+QUICK_CONFIGS = ((20, 4), (8, 3))
+KNEE_KINDS = ("floor", "websockets", "trio", "asyncio")
+#: On-time share that a load must keep to count as held.
+KNEE_ON_TIME = 95.0
 
 
-def _raw_pair() -> tuple[wsproto.WSConnection, wsproto.WSConnection]:
-    c = wsproto.WSConnection(ConnectionType.CLIENT)
-    s = wsproto.WSConnection(ConnectionType.SERVER)
-    s.receive_data(c.send(Request(host="h", target="/")))
-    list(s.events())
-    c.receive_data(s.send(AcceptConnection()))
-    list(c.events())
-    return c, s
+@dataclass
+class Options:
+    rounds: int
+    warmup: float
+    measure: float
+    max_n: int
+    probes: int
+    offline_minutes: float
+    import_repeat: int
+    kinds: Sequence[str]
+    configs: Sequence[tuple[int, int]]
 
 
-def case_send(n: int) -> tuple[Callable[[], None], Callable[[], None]]:
-    """Client sends n audio frames, flushing after each (what a transport does)."""
+@dataclass
+class Cell:
+    """The rounds of one kind at one configuration."""
 
-    def ours() -> None:
-        cw, _, client = _open_pair()
-        for i in range(n):
-            client.send_audio(FRAME, i * 0.02)
-            cw.data_to_send()
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
 
-    def raw() -> None:
-        c, _ = _raw_pair()
-        for _ in range(n):
-            c.send(BytesMessage(data=FRAME))
+    def median(self, key: str) -> float:
+        return statistics.median(r[key] for r in self.runs)
 
-    return ours, raw
+    def span(self, key: str) -> tuple[float, float]:
+        values = [r[key] for r in self.runs]
+        return min(values), max(values)
 
 
-def case_receive(n: int) -> tuple[Callable[[], None], Callable[[], None]]:
-    """Client receives n agent audio frames (one per read) and drains events + playback."""
-    _, sw, _ = _open_pair()
-    for _ in range(n):
-        sw.send_audio(FRAME)
-    wire = sw.data_to_send()
-    frame_len = len(wire) // n
-    chunks = [wire[i * frame_len : (i + 1) * frame_len] for i in range(n)]
+class LoadServer:
+    """The load-server child process."""
 
-    def ours() -> None:
-        cw, _, client = _open_pair()
-        for i, chunk in enumerate(chunks):
-            cw.receive_data(chunk, i * 0.02)
-            cw.events()
-            client.pull_playback(320, i * 0.02)
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.load_server", "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "PORT":
+            self.proc.kill()
+            raise SystemExit("the load server did not start")
+        self.port = int(line[1])
+        self.url = f"ws://127.0.0.1:{self.port}/millis"
 
-    def raw() -> None:
-        c, _ = _raw_pair()
-        for chunk in chunks:
-            c.receive_data(chunk)
-            for _ in c.events():
-                pass
+    def stats(self) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"GET /stats HTTP/1.1\r\nHost: bench\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return json.loads(data.split(b"\r\n\r\n", 1)[1])  # type: ignore[no-any-return]
 
-    return ours, raw
-
-
-def measure(
-    pair: tuple[Callable[[], None], Callable[[], None]], rounds: int
-) -> tuple[float, float]:
-    ours_t: list[float] = []
-    raw_t: list[float] = []
-    for _ in range(rounds):
-        for fn, out in ((pair[0], ours_t), (pair[1], raw_t)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return statistics.median(ours_t), statistics.median(raw_t)
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
 
-def main() -> None:
+def run_client(
+    server: LoadServer, kind: str, n: int, period_ms: int, opts: Options
+) -> dict[str, Any]:
+    """One client process; its JSON result plus the server's CPU share meanwhile."""
+    before, t0 = server.stats(), time.monotonic()
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.clients",
+        kind,
+        f"--url={server.url}",
+        f"--n={n}",
+        f"--period-ms={period_ms}",
+        f"--warmup={opts.warmup}",
+        f"--measure={opts.measure}",
+    ]
+    timeout = 30 + n * 0.1 + opts.warmup + opts.measure
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{kind} N={n}: {tail}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    after, t1 = server.stats(), time.monotonic()
+    result["server_cpu_pct"] = 100 * (after["cpu_s"] - before["cpu_s"]) / (t1 - t0)
+    result["server_late_ticks"] = after["late_ticks"] - before["late_ticks"]
+    return result
+
+
+def table_rounds(server: LoadServer, opts: Options) -> dict[tuple[str, int], Cell]:
+    cells = {(k, p): Cell() for k in opts.kinds for p, _ in opts.configs}
+    for period_ms, n in opts.configs:
+        for r in range(opts.rounds):
+            order = list(opts.kinds) if r % 2 == 0 else list(reversed(opts.kinds))
+            for kind in order:
+                cell = cells[kind, period_ms]
+                if cell.error:
+                    continue
+                try:
+                    cell.runs.append(run_client(server, kind, n, period_ms, opts))
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    cell.error = str(exc)
+    return cells
+
+
+def knee(server: LoadServer, kind: str, cpu_us: float, opts: Options) -> tuple[int, str, list]:
+    """Largest N found holding the pacing, with "≥" if the search never saw it fail."""
+    grain = 5 if opts.max_n < 100 else 25
+    lowest = grain
+
+    def snap(value: float) -> int:
+        return int(min(opts.max_n, max(lowest, round(value / grain) * grain)))
+
+    n = snap(0.85e6 / cpu_us) if cpu_us > 0 else snap(opts.max_n / 2)
+    good, bad = 0, 0
+    probes: list[tuple[int, float]] = []
+    for _ in range(opts.probes):
+        try:
+            pct = run_client(server, kind, n, 20, opts)["on_time_pct"]
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pct = 0.0
+        probes.append((n, pct))
+        if pct >= KNEE_ON_TIME:
+            good = n
+            nxt = snap(n * 1.25) if not bad else snap((good + bad) / 2)
+        else:
+            bad = n
+            nxt = snap(n * 0.8) if not good else snap((good + bad) / 2)
+        if nxt in (good, bad) or (good == opts.max_n) or (bad == lowest):
+            break
+        n = nxt
+    if not good:  # never held: below the smallest load tried
+        return min(pn for pn, _ in probes), "<", probes
+    return good, ("≥" if not bad else ""), probes
+
+
+def offline(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
+    def child(*args: str) -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.offline", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        )
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    return child(f"--minutes={opts.offline_minutes}"), child(f"--imports={opts.import_repeat}")
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}x" if value and base else "—"
+
+
+def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
+    head = f"{'client':<12}"
+    for period_ms, n in opts.configs:
+        head += f"│ {period_ms} ms frames, N={n:<5}{'':>45}"
+    print(head)
+    sub = f"{'':<12}" + (
+        f"│ {'µs/session-s [range]':<24}{'xws':>7}{'xfloor':>8}{'on time':>9}{'MB/sess':>9}  "
+    ) * len(opts.configs)
+    print(sub)
+    for kind in opts.kinds:
+        line = f"{kind:<12}"
+        for period_ms, _ in opts.configs:
+            cell = cells[kind, period_ms]
+            if cell.error or not cell.runs:
+                line += f"│ {'n/a: ' + cell.error[:65]:<70}"
+                continue
+            cpu = cell.median("cpu_us_per_session_s")
+            lo, hi = cell.span("cpu_us_per_session_s")
+            ws, fl = cells.get(("websockets", period_ms)), cells.get(("floor", period_ms))
+            ws_cpu = ws.median("cpu_us_per_session_s") if ws and ws.runs else None
+            fl_cpu = fl.median("cpu_us_per_session_s") if fl and fl.runs else None
+            figure = f"{cpu:.0f} [{lo:.0f}-{hi:.0f}]"
+            line += (
+                f"│ {figure:<24}{_ratio(cpu, ws_cpu):>7}{_ratio(cpu, fl_cpu):>8}"
+                f"{cell.median('on_time_pct'):>8.1f}%{cell.median('rss_mb_per_session'):>9.3f}  "
+            )
+        print(line)
+    server = [r["server_cpu_pct"] for c in cells.values() for r in c.runs]
+    if server:
+        print(
+            f"load server CPU while a client ran: median {statistics.median(server):.0f} %, "
+            f"max {max(server):.0f} % of one core (it must stay well below 100 %)"
+        )
+
+
+def print_knees(knees: dict[str, tuple[int, str, list]]) -> None:
+    print(f"\nsessions per core at 20 ms frames (≥ {KNEE_ON_TIME:.0f} % of frames within 10 ms):")
+    for kind, (n, mark, probes) in knees.items():
+        tried = ", ".join(f"{pn}: {pct:.1f} %" for pn, pct in probes)
+        print(f"  {kind:<12}{mark}{n:<6}  probes {tried}")
+
+
+def print_offline(run: dict[str, Any], imports: dict[str, Any]) -> None:
+    grew = run["rss_end_kb"] - run["rss_tenth_kb"]
+    print(
+        f"\nvirtual time, client machine ↔ local agent (no sockets, no event loop): "
+        f"{run['virtual_s'] / 60:.1f} min in {run['cpu_s']:.2f} s CPU = "
+        f"{run['speed']:.0f}x real time; RSS {run['rss_end_kb'] / 1024:.1f} MB, "
+        f"{grew:+d} kB over the last 90 % of the run"
+    )
+    med, span = imports["median_ms"], imports["range_ms"]
+    print(
+        "import (fresh interpreter, median [range]): "
+        + ", ".join(f"{m} {med[m]:.0f} ms [{span[m][0]:.0f}-{span[m][1]:.0f}]" for m in med)
+    )
+    extra = imports["transports_trio_loads"]
+    print(
+        "`import transports.trio` also loads: "
+        + (", ".join(extra) if extra else "nothing of the serving side or TLS")
+    )
+
+
+@contextlib.contextmanager
+def load_server() -> Iterator[LoadServer]:
+    server = LoadServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args()
-    n = args.frames
-    print(f"{n} frames of 640 B, median of {args.rounds} alternating rounds")
-    print(f"{'case':<10}{'ours µs/frame':>15}{'wsproto µs/frame':>18}{'ratio':>8}")
-    for name, case in (("send", case_send(n)), ("receive", case_receive(n))):
-        ours, raw = measure(case, args.rounds)
-        print(f"{name:<10}{ours / n * 1e6:>15.2f}{raw / n * 1e6:>18.2f}{ours / raw:>8.2f}")
+    parser.add_argument("--quick", action="store_true", help="tiny N, one short round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--measure", type=float, default=2.0)
+    parser.add_argument("--max-n", type=int, default=600)
+    parser.add_argument("--probes", type=int, default=4)
+    parser.add_argument("--offline-minutes", type=float, default=60.0)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--json", metavar="FILE", help="also write every figure here")
+    args = parser.parse_args(argv)
+    kinds = [
+        k for k in args.kinds if k != "asyncio" or importlib.util.find_spec("transports.asyncio")
+    ]
+    if args.quick:
+        opts = Options(1, 0.1, 0.3, 8, 1, 0.2, 1, kinds, QUICK_CONFIGS)
+    else:
+        opts = Options(
+            args.rounds,
+            args.warmup,
+            args.measure,
+            args.max_n,
+            args.probes,
+            args.offline_minutes,
+            5,
+            kinds,
+            CONFIGS,
+        )
+    load = os.getloadavg()
+    print(
+        f"millis-proto bench: {os.cpu_count()} CPUs, load average {load[0]:.2f} "
+        f"{load[1]:.2f} {load[2]:.2f}; medians of {opts.rounds} alternating rounds of "
+        f"{opts.measure:g} s (after {opts.warmup:g} s warm-up)\n"
+    )
+    with load_server() as server:
+        cells = table_rounds(server, opts)
+        print_table(cells, opts)
+        knees = {}
+        for kind in KNEE_KINDS:
+            cell = cells.get((kind, 20))
+            if cell is not None and cell.runs:
+                knees[kind] = knee(server, kind, cell.median("cpu_us_per_session_s"), opts)
+        print_knees(knees)
+    run, imports = offline(opts)
+    print_offline(run, imports)
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "cells": {f"{k}@{p}ms": vars(c) for (k, p), c in cells.items()},
+                    "knees": knees,
+                    "offline": run,
+                    "imports": imports,
+                },
+                indent=1,
+            )
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The benchmark harness (``make bench``): it runs end to end and its floor speaks real RFC 6455.
+
+No timing is asserted anywhere: on a shared machine only the benchmark's own ratios mean
+something, and this test only checks that the harness produces its table.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import wsproto
+from hypothesis import given
+from hypothesis import strategies as st
+from wsproto.connection import ConnectionType
+from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
+
+from bench.rfc6455 import BINARY, TEXT, FrameReader, encode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_prints_the_whole_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--kinds", "floor", "trio"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "20 ms frames, N=4" in out
+    assert "8 ms frames, N=3" in out
+    for kind in ("floor", "trio"):
+        row = next(line for line in out.splitlines() if line.startswith(kind))
+        # Two columns, each: CPU figure [range], x websockets (absent here), x floor, on-time %,
+        # MB per session.
+        assert (
+            len(re.findall(r"\d+ \[\d+-\d+\]\s+(?:[\d.]+x|—)\s+[\d.]+x\s+[\d.]+%\s+-?[\d.]+", row))
+            == 2
+        )
+    assert "load server CPU while a client ran" in out
+    assert re.search(r"^  trio\s+[≥<]?\d+\s+probes \d+: [\d.]+ %", out, re.M)
+    assert re.search(r"virtual time.*x real time", out)
+    assert re.search(r"import .*wsproto \d+ ms.*millis_proto \d+ ms", out)
+
+
+def _server_pair() -> wsproto.WSConnection:
+    client = wsproto.WSConnection(ConnectionType.CLIENT)
+    server = wsproto.WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="h", target="/")))
+    list(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    list(client.events())
+    return server
+
+
+@given(payloads=st.lists(st.binary(max_size=70_000) | st.text(max_size=300), max_size=6))
+def test_floor_frames_are_what_wsproto_reads(payloads: list[bytes | str]) -> None:
+    """The floor's masked client frames parse in wsproto as the same messages."""
+    server = _server_pair()
+    for p in payloads:
+        frame = encode(TEXT, p.encode(), masked=True) if isinstance(p, str) else None
+        server.receive_data(frame or encode(BINARY, p, masked=True))  # type: ignore[arg-type]
+        (event,) = server.events()
+        assert isinstance(event, TextMessage if isinstance(p, str) else BytesMessage)
+        assert event.data == p
+
+
+@given(
+    payloads=st.lists(st.binary(max_size=70_000), max_size=6),
+    split=st.integers(min_value=1, max_value=5000),
+)
+def test_floor_reads_what_wsproto_sends(payloads: list[bytes], split: int) -> None:
+    """wsproto's server frames, cut at any size, come out of the floor's reader whole."""
+    server = _server_pair()
+    wire = b"".join(server.send(BytesMessage(data=p)) for p in payloads)
+    reader = FrameReader()
+    frames = []
+    for i in range(0, len(wire), split):
+        frames += reader.feed(wire[i : i + split])
+    assert frames == [(BINARY, p) for p in payloads]
