@@ -1,0 +1,163 @@
+"""A fast path for whole, unfragmented data frames; wsproto stays the authority for the rest.
+
+Theory of operation
+-------------------
+Audio is 50-125 binary frames a second each way per session, and wsproto's generic send
+and parse paths (extension hooks, a masker object, a buffer with commit/rollback, partial
+events) cost more than the frame itself. This module does only the common case, and
+hands everything else to wsproto untouched:
+
+* :func:`encode_frame` builds one whole frame (FIN set, no RSV bits, minimal length
+  encoding, masked with the given key on the client side) — byte for byte what wsproto's
+  ``send`` gives for the same message and mask.
+* :class:`FrameSplitter` cuts the received byte stream at frame boundaries. A whole frame
+  that is a plain binary or text message (FIN, no RSV bits, masking as the role demands,
+  minimal length, valid UTF-8 for text) comes out as its payload (``bytes`` or ``str``).
+  A well-formed control frame (ping, pong, close) comes out as :class:`ForWsproto` holding
+  the frame's exact bytes, for wsproto to handle; since it is whole, wsproto's buffer is
+  empty again afterwards and the next frame can take the fast path. Anything unusual — a
+  fragment, a continuation, RSV bits, an unknown opcode, wrong masking, a non-minimal or
+  oversized length, invalid UTF-8 — switches the splitter to *passthrough* for good:
+  those bytes and every later one go to wsproto as they are, so its verdict (the close
+  code and reason) is exactly what wsproto alone would have given.
+
+The owner must stop feeding the splitter's output to the message layer once wsproto has
+left the OPEN state (a close frame came): bytes after that are wsproto's to ignore.
+The differential tests (``tests/core/test_frames.py``) check all of this against wsproto
+alone: every message type, every split offset, random masks, generated streams, and the
+malformed frames wsproto rejects.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+__all__ = ["BINARY", "CLOSE", "PING", "PONG", "TEXT", "ForWsproto", "FrameSplitter", "encode_frame"]
+
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+_FIN = 0x80
+_MASK_BIT = 0x80
+_CONTROL = frozenset({CLOSE, PING, PONG})
+_LEN16 = struct.Struct("!H")
+_LEN64 = struct.Struct("!Q")
+
+
+class ForWsproto(NamedTuple):
+    """Bytes of the stream that wsproto must see (a control frame, or passthrough)."""
+
+    data: bytes
+
+
+def _xor(payload: bytes, mask: bytes) -> bytes:
+    # One big-integer XOR instead of a loop over bytes: a few µs for an audio frame.
+    n = len(payload)
+    if not n:
+        return b""
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def encode_frame(opcode: int, payload: bytes, mask: bytes | None) -> bytes:
+    """One whole frame; ``mask`` is the client's fresh 4-byte key, ``None`` on the server."""
+    n = len(payload)
+    bit = _MASK_BIT if mask is not None else 0
+    if n < 126:
+        head = bytes((_FIN | opcode, bit | n))
+    elif n < 65536:
+        head = bytes((_FIN | opcode, bit | 126)) + _LEN16.pack(n)
+    else:
+        head = bytes((_FIN | opcode, bit | 127)) + _LEN64.pack(n)
+    if mask is None:
+        return head + payload
+    return head + mask + _xor(payload, mask)
+
+
+class FrameSplitter:
+    """Splits received bytes into fast-path messages and what wsproto must see.
+
+    ``client`` is the role of the receiving side (a client expects unmasked frames, a
+    server masked ones). ``max_frame_bytes`` bounds what the splitter buffers for one
+    frame; a frame announcing more goes to wsproto (the owner's message-size limit then
+    applies as it does to wsproto's partial messages).
+    """
+
+    __slots__ = ("_buf", "_client", "_max", "passthrough")
+
+    def __init__(self, *, client: bool, max_frame_bytes: int) -> None:
+        self._buf = bytearray()
+        self._client = client
+        self._max = max_frame_bytes
+        #: True once the stream was handed to wsproto for good.
+        self.passthrough = False
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes | str | ForWsproto]:
+        """The complete items in ``data`` (plus what was buffered), in stream order."""
+        if self.passthrough:
+            return [ForWsproto(bytes(data))] if data else []
+        buf = self._buf
+        buf += data
+        out: list[bytes | str | ForWsproto] = []
+        pos = 0
+        end = len(buf)
+        want_mask = 0 if self._client else _MASK_BIT
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            n = b1 & 0x7F
+            at = pos + 2
+            minimal = True
+            if n == 126:
+                if end - at < 2:
+                    break
+                (n,) = _LEN16.unpack_from(buf, at)
+                at += 2
+                minimal = n > 125
+            elif n == 127:
+                if end - at < 8:
+                    break
+                (n,) = _LEN64.unpack_from(buf, at)
+                at += 8
+                minimal = n > 65535
+            opcode = b0 & 0x0F
+            clean = (b0 & 0xF0) == _FIN and (b1 & _MASK_BIT) == want_mask and minimal
+            control = opcode in _CONTROL
+            if not clean or n > (125 if control else self._max):
+                return self._give_up(out, pos)
+            if not control and opcode not in (TEXT, BINARY):
+                return self._give_up(out, pos)
+            if want_mask:
+                at += 4
+            stop = at + n
+            if stop > end:
+                break
+            if control:
+                frame = bytes(buf[pos:stop])
+                if out and type(out[-1]) is ForWsproto:
+                    out[-1] = ForWsproto(out[-1].data + frame)  # type: ignore[union-attr]
+                else:
+                    out.append(ForWsproto(frame))
+            else:
+                payload = bytes(buf[at:stop])
+                if want_mask:
+                    payload = _xor(payload, bytes(buf[at - 4 : at]))
+                if opcode == BINARY:
+                    out.append(payload)
+                else:
+                    try:
+                        out.append(payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        return self._give_up(out, pos)
+            pos = stop
+        if pos:
+            del buf[:pos]
+        return out
+
+    def _give_up(
+        self, out: list[bytes | str | ForWsproto], pos: int
+    ) -> list[bytes | str | ForWsproto]:
+        """Hand the rest of the stream, from the frame at ``pos``, to wsproto for good."""
+        self.passthrough = True
+        out.append(ForWsproto(bytes(self._buf[pos:])))
+        self._buf = bytearray()
+        return out
