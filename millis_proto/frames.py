@@ -133,8 +133,9 @@ class FrameSplitter:
                 break
             if control:
                 frame = bytes(buf[pos:stop])
-                if out and type(out[-1]) is ForWsproto:
-                    out[-1] = ForWsproto(out[-1].data + frame)  # type: ignore[union-attr]
+                last = out[-1] if out else None
+                if isinstance(last, ForWsproto):  # adjacent control frames: one wsproto call
+                    out[-1] = ForWsproto(last.data + frame)
                 else:
                     out.append(ForWsproto(frame))
             else:
