@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
 from typing import Any, TypedDict
 
 import anyio
@@ -23,8 +24,10 @@ from millis_proto import (
     ClientConfig,
     ClientConnection,
     ConfigError,
+    ConnectionClosed,
     ConnectionFailed,
     Endpoint,
+    Event,
     FailureKind,
     PlaybackChunk,
     RemoteProtocolError,
@@ -38,15 +41,24 @@ from ._queue import DEFAULT_MAX_QUEUED_EVENTS, check_count
 from ._session import WireSession, check_timeout, close_forcefully, running
 
 __all__ = [
+    "DEFAULT_MAX_SEND_BACKLOG",
+    "DEFAULT_WRITE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
+    "AnyioSession",
     "ClientSession",
+    "ConnectSettings",
     "ConnectOptions",
     "OpenStream",
     "client_ssl_context",
+    "connect_settings",
     "open_client",
     "session_config",
 ]
 
+#: Default bound of a write that makes no progress, in seconds.
+DEFAULT_WRITE_TIMEOUT = 10.0
+#: Default bytes waiting for the writer above which user audio is dropped (~2 s of audio).
+DEFAULT_MAX_SEND_BACKLOG = 64 * 1024
 #: Default bound of TCP connect + TLS handshake + WebSocket handshake, in seconds.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: How much of a handshake rejection body is quoted in the error message.
@@ -73,6 +85,11 @@ class ConnectOptions(TypedDict, total=False):
     * ``wall_clock_offset`` — epoch seconds minus the event loop's clock, for the
       wall-clock stamps of Millis pings; measured at connect when not given. A run in
       virtual time that must repeat byte for byte passes a fixed value.
+    * ``write_timeout`` — seconds a write may make no progress before the connection
+      counts as lost (``ConnectionLost``; default 10).
+    * ``max_send_backlog`` — bytes waiting to be written above which user audio is
+      dropped, counted and reported (``AudioDropped``) instead of queued (default 64 KiB;
+      the native trio and asyncio transports — the anyio one waits for each write).
     """
 
     config: ClientConfig | None
@@ -83,9 +100,86 @@ class ConnectOptions(TypedDict, total=False):
     max_message_bytes: int | None
     max_queued_events: int
     wall_clock_offset: float | None
+    write_timeout: float
+    max_send_backlog: int
 
 
-class ClientSession(WireSession):
+class ClientSession(ABC):
+    """A live Millis session: what every transport's ``connect`` gives.
+
+    Send with :meth:`send_audio`, :meth:`send_message`, :meth:`send_ping`; read typed
+    events with ``async for event in session`` (or :meth:`next_event`); feed a speaker
+    with :meth:`pull_playback`; :meth:`aclose` ends it with the close handshake. The
+    transports implement it natively (:class:`transports.trio.TrioSession`,
+    :class:`transports.asyncio.AsyncioSession`) or over anyio streams
+    (:class:`AnyioSession`).
+    """
+
+    #: The core's connection (agent state, playback buffer, counters); read-only use.
+    connection: ClientConnection
+    #: The same object as :attr:`connection` (the name older code used).
+    client: ClientConnection
+
+    @property
+    def session_id(self) -> str | None:
+        """The server's session id from ``onready`` (keep it for session continuation)."""
+        return self.connection.session_id
+
+    @property
+    @abstractmethod
+    def closed(self) -> ConnectionClosed | None:
+        """The core's ``ConnectionClosed`` event once the WebSocket is closed."""
+
+    @property
+    @abstractmethod
+    def dropped_events(self) -> int:
+        """Events dropped so far because the application read too slowly."""
+
+    @abstractmethod
+    async def send_audio(self, pcm: Buffer) -> None:
+        """Send user audio: s16le, 16 kHz, mono, any length."""
+
+    @abstractmethod
+    async def flush_audio(self) -> None:
+        """Send the short last frame the re-chunker holds (``ClientConfig.chunk_ms``)."""
+
+    def mute(self) -> None:
+        """Send zeros instead of the application's audio, at the same cadence."""
+        self.connection.mute()
+
+    def unmute(self) -> None:
+        """Send the application's audio again."""
+        self.connection.unmute()
+
+    @abstractmethod
+    async def send_message(self, method: str, data: Any = ABSENT) -> None:
+        """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional)."""
+
+    @abstractmethod
+    async def send_ping(self) -> None:
+        """Send a Millis ``ping``; its ``pong`` arrives as a ``Pong`` event with ``rtt_ms``."""
+
+    @abstractmethod
+    def pull_playback(self, n_samples: int) -> PlaybackChunk:
+        """Take exactly ``n_samples`` samples for the speaker (zeros while paused or empty)."""
+
+    @abstractmethod
+    async def next_event(self) -> Event | None:
+        """Wait for the next event; ``None`` when the session has ended normally."""
+
+    @abstractmethod
+    def events(self) -> AsyncIterator[Event]:
+        """Iterate over the events (see :meth:`next_event`); the session is iterable too."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    @abstractmethod
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close the WebSocket with the close handshake (bounded); idempotent."""
+
+
+class AnyioSession(WireSession, ClientSession):
     """A live Millis session over a real (or in-memory) connection.
 
     Send with :meth:`send_audio`, :meth:`send_message`, :meth:`send_ping`; read typed
@@ -126,11 +220,6 @@ class ClientSession(WireSession):
         #: The same object as :attr:`connection` (the name older code used).
         self.client = conn
 
-    @property
-    def session_id(self) -> str | None:
-        """The server's session id from ``onready`` (keep it for session continuation)."""
-        return self.connection.session_id
-
     async def send_audio(self, pcm: Buffer) -> None:
         """Send user audio: s16le, 16 kHz, mono, any length (see ``MessageClient.send_audio``).
 
@@ -146,14 +235,6 @@ class ClientSession(WireSession):
         self._check_sendable()
         self.connection.flush_audio(self._now())
         await self._push()
-
-    def mute(self) -> None:
-        """Send zeros instead of the application's audio, at the same cadence."""
-        self.connection.mute()
-
-    def unmute(self) -> None:
-        """Send the application's audio again."""
-        self.connection.unmute()
 
     async def send_message(self, method: str, data: Any = ABSENT) -> None:
         """Send a custom ``{"method": ..., "data": ...}`` message (``data`` optional).
@@ -236,6 +317,51 @@ def client_ssl_context(
     return context
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectSettings:
+    """The checked ``connect`` options, as every transport uses them."""
+
+    config: ClientConfig
+    ssl_context: ssl.SSLContext | None
+    connect_timeout: float
+    max_queued_events: int
+    write_timeout: float
+    max_send_backlog: int
+    wall_clock_offset: float | None
+
+
+def connect_settings(endpoint: Endpoint, options: ConnectOptions) -> ConnectSettings:
+    """Check ``connect``'s options (:class:`ConnectOptions`) before any I/O.
+
+    Raises :class:`~millis_proto.ConfigError` naming the bad option.
+    """
+    unknown = set(options) - set(ConnectOptions.__annotations__)
+    if unknown:
+        raise ConfigError(f"unknown connect option {sorted(unknown)[0]!r}.")
+    connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    check_timeout(connect_timeout, "connect_timeout")
+    write_timeout = options.get("write_timeout", DEFAULT_WRITE_TIMEOUT)
+    check_timeout(write_timeout, "write_timeout")
+    max_queued_events = options.get("max_queued_events", DEFAULT_MAX_QUEUED_EVENTS)
+    check_count(max_queued_events, "max_queued_events")
+    max_send_backlog = options.get("max_send_backlog", DEFAULT_MAX_SEND_BACKLOG)
+    check_count(max_send_backlog, "max_send_backlog")
+    config = session_config(
+        options.get("config"),
+        disconnect_timeout=options.get("disconnect_timeout"),
+        max_message_bytes=options.get("max_message_bytes"),
+    )
+    return ConnectSettings(
+        config=config,
+        ssl_context=client_ssl_context(endpoint, options.get("cafile"), options.get("ssl_context")),
+        connect_timeout=connect_timeout,
+        max_queued_events=max_queued_events,
+        write_timeout=write_timeout,
+        max_send_backlog=max_send_backlog,
+        wall_clock_offset=options.get("wall_clock_offset"),
+    )
+
+
 @asynccontextmanager
 async def open_client(
     url: str | Endpoint,
@@ -250,6 +376,8 @@ async def open_client(
     max_message_bytes: int | None = None,
     max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
     wall_clock_offset: float | None = None,
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    max_send_backlog: int = DEFAULT_MAX_SEND_BACKLOG,
 ) -> AsyncIterator[ClientSession]:
     """Connect, run the session around the body, close it on the way out.
 
@@ -259,6 +387,8 @@ async def open_client(
     endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
     check_timeout(connect_timeout, "connect_timeout")
     check_count(max_queued_events, "max_queued_events")
+    check_timeout(write_timeout, "write_timeout")
+    check_count(max_send_backlog, "max_send_backlog")
     config = session_config(
         config, disconnect_timeout=disconnect_timeout, max_message_bytes=max_message_bytes
     )
@@ -303,7 +433,7 @@ async def _open_session(
     *,
     connect_timeout: float,
     max_queued_events: int,
-) -> ClientSession:
+) -> AnyioSession:
     """Open the stream and run the WebSocket handshake, all within ``connect_timeout``."""
     endpoint = conn.endpoint
     stream: anyio.abc.ByteStream | None = None
@@ -314,7 +444,7 @@ async def _open_session(
                 stream = await open_stream()
             except STREAM_ERRORS as exc:
                 raise connect_failure(exc, endpoint) from exc
-            session = ClientSession(conn, stream, max_queued_events=max_queued_events)
+            session = AnyioSession(conn, stream, max_queued_events=max_queued_events)
             try:
                 await session._open()
             except RemoteProtocolError as exc:

@@ -17,10 +17,9 @@ them off).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
-
-import anyio
+from typing import Any, ClassVar
 
 from millis_proto import ConfigError, Event
 
@@ -54,15 +53,27 @@ class EventQueue:
 
     ``put`` and ``end`` are called by the session; ``get`` by the application, from any
     number of tasks. Events put after ``end`` are ignored: the session is over.
+    ``new_event`` makes the wake-up primitive (anything with ``set``, ``is_set`` and an
+    awaitable ``wait``: ``trio.Event``, ``asyncio.Event``); the default is ``anyio.Event``.
     """
 
-    def __init__(self, max_events: int = DEFAULT_MAX_QUEUED_EVENTS) -> None:
+    def __init__(
+        self,
+        max_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        *,
+        new_event: Callable[[], Any] | None = None,
+    ) -> None:
         check_count(max_events, "max_queued_events")
+        if new_event is None:
+            import anyio  # only the anyio sessions need it
+
+            new_event = anyio.Event
+        self._new_event = new_event
         self.max_events = max_events
         self._events: deque[Event] = deque()
         self._unreported = 0  # dropped, not yet announced by an EventsDropped
         self._ended = False
-        self._wakeup = anyio.Event()
+        self._wakeup = new_event()
         #: Events dropped by the overflow policy since the session began.
         self.dropped = 0
 
@@ -94,5 +105,5 @@ class EventQueue:
                 return None
             # Only replace a spent Event, so every waiting task waits on the same one.
             if self._wakeup.is_set():
-                self._wakeup = anyio.Event()
+                self._wakeup = self._new_event()
             await self._wakeup.wait()

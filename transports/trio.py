@@ -1,7 +1,8 @@
-"""Millis sessions over trio: TCP from ``trio.open_tcp_stream``, TLS from ``trio.SSLStream``.
+"""Millis sessions over trio's own streams: ``trio.open_tcp_stream`` and ``trio.SSLStream``.
 
-The primary transport. Everything but opening the stream is shared with the anyio
-transport (``transports._client``); this module only adapts trio's streams::
+The primary transport, with nothing between the session and trio on the hot path: one
+reader task, one writer task and one timer task per session (see
+:mod:`transports._native` for how they share the work)::
 
     import trio
     from millis_proto import StartRequest, US_WEST
@@ -19,100 +20,276 @@ transport (``transports._client``); this module only adapts trio's streams::
 
 from __future__ import annotations
 
+import math
 import ssl
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
-import anyio
-import anyio.abc
 import trio
 
-from millis_proto import EU_WEST, US_WEST, Endpoint, StartRequest
+from millis_proto import (
+    EU_WEST,
+    US_WEST,
+    ClientConnection,
+    ConnectionFailed,
+    Endpoint,
+    FailureKind,
+    RemoteProtocolError,
+    StartRequest,
+    parse_endpoint,
+)
 
-from ._client import ClientSession, ConnectOptions, open_client
+from ._client import ClientSession, ConnectOptions, ConnectSettings, connect_settings
+from ._errors import connect_failure, describe, sentence
+from ._native import RECEIVE_BYTES, NativeSession, open_failure
+from ._session import background
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["EU_WEST", "US_WEST", "ClientSession", "ConnectOptions", "TrioStream", "connect"]
+__all__ = ["EU_WEST", "US_WEST", "ClientSession", "ConnectOptions", "TrioSession", "connect"]
+
+#: What trio's streams raise when the connection under them fails.
+_STREAM_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 def connect(
     url: str | Endpoint, request: StartRequest, **options: Unpack[ConnectOptions]
-) -> AbstractAsyncContextManager[ClientSession]:
+) -> AbstractAsyncContextManager[TrioSession]:
     """Open a Millis session to a ``ws://`` or ``wss://`` URL, over trio.
 
     ``url`` is any WebSocket URL; :data:`US_WEST` is the documented default endpoint and
-    :data:`EU_WEST` the European one. ``options`` are those of :class:`ConnectOptions`.
-    Use as ``async with connect(url, request) as session:`` — on the way out the session
-    is closed with the close handshake (bounded by ``disconnect_timeout``), also when the
-    block is cancelled; no task is left behind.
+    :data:`EU_WEST` the European one. ``options`` are those of :class:`ConnectOptions`
+    (the same for every transport). Use as ``async with connect(url, request) as
+    session:`` — on the way out the session is closed with the close handshake (bounded
+    by ``disconnect_timeout``), also when the block is cancelled; no task is left behind.
 
     Raises :class:`~millis_proto.ConfigError` for bad arguments and
     :class:`~millis_proto.ConnectionFailed` when the session cannot be opened; its
     ``kind`` says why (DNS, REFUSED, TLS, TIMEOUT, HANDSHAKE_REJECTED with
-    ``status_code``, HANDSHAKE_INVALID, NETWORK). See :class:`ClientSession` for how a
-    session ends.
+    ``status_code``, HANDSHAKE_INVALID, NETWORK). See :class:`TrioSession` for how a
+    session ends and how it bounds every write and wait.
     """
-    return open_client(url, request, _open_stream, **options)
+    return _connect(url, request, options)
 
 
-async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> TrioStream:
+@asynccontextmanager
+async def _connect(
+    url: str | Endpoint, request: StartRequest, options: ConnectOptions
+) -> AsyncIterator[TrioSession]:
+    endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
+    settings = connect_settings(endpoint, options)
+    conn = ClientConnection(
+        request,
+        endpoint,
+        settings.config,
+        wall_clock_offset=(
+            time.time() - trio.current_time()
+            if settings.wall_clock_offset is None
+            else settings.wall_clock_offset
+        ),
+    )
+    stream: trio.abc.Stream | None = None
+    opened = False
+    try:
+        with trio.fail_after(settings.connect_timeout):
+            try:
+                stream = await _open_stream(endpoint, settings.ssl_context)
+            except _STREAM_ERRORS as exc:
+                raise connect_failure(exc, endpoint) from exc
+            session = TrioSession(conn, stream, settings)
+            await session._handshake()
+            opened = True
+    except trio.TooSlowError:
+        what = "TCP/TLS connection" if stream is None else "WebSocket handshake"
+        raise ConnectionFailed(
+            f"The {what} to {endpoint.host}:{endpoint.port} did not complete within "
+            f"{settings.connect_timeout:g} s.",
+            kind=FailureKind.TIMEOUT,
+        ) from None
+    finally:
+        if stream is not None and not opened:
+            await trio.aclose_forcefully(stream)
+    async with background() as group:
+        group.start_soon(session._read_loop)
+        group.start_soon(session._write_loop)
+        group.start_soon(session._timer_loop)
+        try:
+            yield session
+        finally:
+            await session.aclose()
+            session._stop()
+
+
+async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> trio.abc.Stream:
     tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
     if context is None:
-        return TrioStream(tcp)
+        return tcp
     # https_compatible=False: a peer that vanishes without close_notify is reported as a
     # broken stream (connection lost), not mistaken for a clean end of stream.
     tls = trio.SSLStream(tcp, context, server_hostname=endpoint.host, https_compatible=False)
     try:
-        with _as_anyio_errors():
-            await tls.do_handshake()
+        await tls.do_handshake()
     except BaseException:
         await trio.aclose_forcefully(tls)
         raise
-    return TrioStream(tls)
+    return tls
 
 
-@contextmanager
-def _as_anyio_errors() -> Iterator[None]:
-    """Re-raise trio's stream errors as anyio's, keeping trio's as the cause."""
-    try:
-        yield
-    except trio.BrokenResourceError as exc:
-        raise anyio.BrokenResourceError(str(exc)) from exc
-    except trio.ClosedResourceError as exc:
-        raise anyio.ClosedResourceError(str(exc)) from exc
+class TrioSession(NativeSession):
+    """A live Millis session over a trio stream; see :class:`~transports._client.ClientSession`.
 
-
-class TrioStream(anyio.abc.ByteStream):
-    """A trio stream behind anyio's ``ByteStream`` interface, for the shared session code.
-
-    Only the names change: ``receive_some`` → ``receive`` (EOF becomes ``EndOfStream``),
-    ``send_all`` → ``send``, and trio's stream errors become anyio's.
+    Its tasks (reader, writer, timer) are shielded from the caller's cancellation so that
+    the close handshake can still run while the caller is cancelled; they are stopped
+    when ``connect``'s block ends. Every wait is bounded: writes by ``write_timeout``
+    (then ``ConnectionLost``), a silent server by the core's liveness check, the close
+    handshake by ``disconnect_timeout``.
     """
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        #: The wrapped trio stream.
-        self.stream = stream
+    def __init__(
+        self, conn: ClientConnection, stream: trio.abc.Stream, settings: ConnectSettings
+    ) -> None:
+        super().__init__(
+            conn,
+            max_queued_events=settings.max_queued_events,
+            write_timeout=settings.write_timeout,
+            max_send_backlog=settings.max_send_backlog,
+            new_event=trio.Event,
+        )
+        self._stream = stream
+        self._parked: trio.lowlevel.Task | None = None  # the writer, waiting for bytes
+        self._timer_wait: trio.CancelScope | None = None
+        self._reader_scope = trio.CancelScope(shield=True)
+        self._writer_scope = trio.CancelScope(shield=True)
+        self._timer_scope = trio.CancelScope(shield=True)
+        self._transport_closed = trio.Event()
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        with _as_anyio_errors():
-            data = await self.stream.receive_some(max_bytes)
-        if not data:
-            raise anyio.EndOfStream
-        return bytes(data)
+    # --- the adapter hooks ----------------------------------------------------------------
 
-    async def send(self, item: bytes) -> None:
-        with _as_anyio_errors():
-            await self.stream.send_all(item)
+    def _now(self) -> float:
+        return trio.current_time()
 
-    async def send_eof(self) -> None:
-        if not isinstance(self.stream, trio.abc.HalfCloseableStream):
-            raise NotImplementedError("this trio stream cannot half-close")
-        with _as_anyio_errors():
-            await self.stream.send_eof()
+    def _wake_writer(self) -> None:
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            trio.lowlevel.reschedule(task)
 
-    async def aclose(self) -> None:
-        with _as_anyio_errors():
-            await self.stream.aclose()
+    def _move_timer(self, deadline: float) -> None:
+        if self._timer_wait is not None:
+            self._timer_wait.deadline = deadline
+
+    def _abort_transport(self) -> None:
+        self._writer_scope.cancel()  # a write in progress is abandoned; the writer closes
+
+    async def _checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def _yield(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def _wait_transport_closed(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._transport_closed.wait()
+
+    # --- opening --------------------------------------------------------------------------
+
+    async def _handshake(self) -> None:
+        """Run the opening handshake (the caller bounds the time); raise ConnectionFailed
+        unless the WebSocket is open at the end."""
+        stream = self._stream
+        await stream.send_all(self._take_output_now())
+        while self.connection.closed is None and not self._connected:
+            try:
+                data = await stream.receive_some(RECEIVE_BYTES)
+            except _STREAM_ERRORS as exc:
+                raise connect_failure(exc, self.connection.endpoint) from exc
+            try:
+                self._received(bytes(data) or None)
+            except RemoteProtocolError as exc:
+                raise ConnectionFailed(
+                    sentence(str(exc)), kind=FailureKind.HANDSHAKE_INVALID
+                ) from exc
+        if not self._connected:
+            raise open_failure(self.connection, self._rejection)
+
+    def _take_output_now(self) -> bytes:
+        self._pump()
+        data = self._take_output()
+        self._wrote(len(data))
+        return data
+
+    # --- the three tasks ------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        with self._reader_scope:
+            stream = self._stream
+            received = self._received
+            while self.connection.closed is None:
+                try:
+                    data = await stream.receive_some(RECEIVE_BYTES)
+                except _STREAM_ERRORS as exc:
+                    self._lost(f"connection lost: {describe(exc)}")
+                    return
+                received(data or None)  # b"" is EOF
+
+    async def _write_loop(self) -> None:
+        stream = self._stream
+        with self._writer_scope:
+            while True:
+                if self._outbox:
+                    data = self._take_output()
+                    self._writing(trio.current_time())
+                    try:
+                        await stream.send_all(data)
+                    except _STREAM_ERRORS as exc:
+                        self._lost(f"connection lost: {describe(exc)}")
+                        break
+                    self._wrote(len(data))
+                elif self._ending:
+                    break
+                else:
+                    await self._park()
+        await self._close_stream()
+
+    async def _park(self) -> None:
+        self._parked = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._parked = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def _timer_loop(self) -> None:
+        with self._timer_scope:
+            while self.connection.closed is None:
+                with trio.CancelScope(deadline=self._next_deadline()) as wait:
+                    self._timer_wait = wait
+                    await trio.sleep_forever()
+                self._timer_wait = None
+                self._on_timer()
+
+    async def _close_stream(self) -> None:
+        """After the end: close the stream (gracefully when nothing went wrong), bounded."""
+        with trio.CancelScope(shield=True):
+            self._reader_scope.cancel()
+            self._timer_scope.cancel()
+            graceful = self.connection.closed is not None and not self._writer_scope.cancel_called
+            if graceful:
+                with trio.move_on_after(self._write_timeout):
+                    try:
+                        await self._stream.aclose()  # TLS sends close_notify
+                    except _STREAM_ERRORS:
+                        pass
+            await trio.aclose_forcefully(self._stream)
+            self._transport_closed.set()
+
+    def _stop(self) -> None:
+        """``connect``'s block ended: stop the tasks that are still running."""
+        for scope in (self._reader_scope, self._writer_scope, self._timer_scope):
+            scope.cancel()
+        if self._timer_wait is not None:
+            self._timer_wait.deadline = -math.inf

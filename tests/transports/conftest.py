@@ -15,15 +15,20 @@ import trustme
 from transport_helpers import SECRET_KEY, Peer, Script, Tls
 
 import transports.anyio
+import transports.asyncio
 import transports.trio
 from millis_proto import StartRequest
 
-#: backend + transport: the anyio adapter on both backends, the trio adapter on trio.
+#: backend + transport: the anyio adapter on both backends, the native trio and asyncio ones.
 FLAVORS: dict[str, tuple[str, Any]] = {
     "asyncio-anyio": ("asyncio", transports.anyio.connect),
     "trio-anyio": ("trio", transports.anyio.connect),
     "trio-trio": ("trio", transports.trio.connect),
+    "asyncio-asyncio": ("asyncio", transports.asyncio.connect),
 }
+#: The flavours whose sessions are native (transports._native): sends never wait for the
+#: network, backpressure drops audio (reported) and a stalled write is a lost connection.
+NATIVE = frozenset({"trio-trio", "asyncio-asyncio"})
 
 
 @pytest.fixture(params=list(FLAVORS))

@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 import pytest
 import websockets
+from conftest import NATIVE
 from transport_helpers import (
     SECRET_KEY,
     Peer,
@@ -47,6 +48,7 @@ from millis_proto import (
     UnknownMessage,
 )
 from transports import EventsDropped
+from transports._native import AudioDropped
 
 pytestmark = pytest.mark.anyio
 
@@ -356,9 +358,18 @@ async def test_cancel_while_receiving(connect: Any, peer: Any, start_request: An
     assert server.results["close"] == 1000
 
 
-async def test_cancel_while_sending(connect: Any, peer: Any, start_request: Any) -> None:
+async def test_cancel_while_sending(
+    connect: Any, peer: Any, start_request: Any, flavor: str
+) -> None:
     """Cancelling a write that the peer does not drain breaks the session: 1006 with the
-    reason, ConnectionLost on the next send, the socket closed, no task left behind."""
+    reason, ConnectionLost on the next send, the socket closed, no task left behind.
+
+    The native sessions never write in the caller's task (their writer does), so there
+    the cancel cuts nothing: the audio the connection could not take was dropped,
+    counted and reported, and the session carries on once the peer reads again."""
+    if flavor in NATIVE:
+        await _native_backpressure(connect, peer, start_request)
+        return
 
     async def script(ws: Any, peer: Peer) -> None:
         await open_session(ws)
@@ -389,3 +400,36 @@ async def test_cancel_while_sending(connect: Any, peer: Any, start_request: Any)
     server.release.set()
     await server.wait_done()
     assert server.results["close"] == 1006  # the peer saw the socket go, no close frame
+
+
+async def _native_backpressure(connect: Any, peer: Any, start_request: Any) -> None:
+    async def script(ws: Any, peer: Peer) -> None:
+        await open_session(ws)
+        await asyncio.to_thread(peer.release.wait, 10)  # read nothing until released
+        try:
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 5)
+                if isinstance(message, str) and "after" in message:
+                    peer.results["after"] = True
+        except websockets.ConnectionClosed as exc:
+            peer.results["close"] = exc.rcvd.code if exc.rcvd else 1006
+
+    server = peer(script, max_size=None, max_queue=1)
+    before = task_count()
+    chunk = bytes(65536)
+    async with connect(server.url(), start_request) as session:
+        await read_events(session, is_a(Ready))
+        with anyio.move_on_after(0.5) as scope:
+            while True:  # fills the socket buffers, then the backlog: audio is dropped
+                await session.send_audio(chunk)
+        assert scope.cancelled_caught
+        assert session.closed is None
+        assert session.dropped_audio_samples > 0
+        report = (await read_events(session, is_a(AudioDropped)))[-1]
+        assert report.ongoing and report.total_samples == report.samples > 0
+        server.release.set()
+        await session.send_message("after")
+    assert task_count() == before
+    await server.wait_done()
+    assert server.results["after"] is True
+    assert server.results["close"] == 1000
