@@ -312,7 +312,7 @@ def _millis_asyncio_session(kind: str) -> Callable[..., Awaitable[None]]:
         from transports.anyio import connect
 
     request = StartRequest(public_key="bench-key", agent_id="bench")
-    config = ClientConfig(emit_audio_events=False)
+    config = ClientConfig()
 
     async def session_main(
         url: str, plan: Plan, i: int, frame: bytes, opened: Callable[[], Awaitable[None]]
@@ -451,7 +451,7 @@ async def _millis_trio_session(
 
     request = StartRequest(public_key="bench-key", agent_id="bench")
     samples = len(frame) // 2
-    async with connect(url, request, config=ClientConfig(emit_audio_events=False)) as session:
+    async with connect(url, request, config=ClientConfig()) as session:
         async for event in session:
             plan.messages += 1
             if isinstance(event, Ready):

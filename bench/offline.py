@@ -50,7 +50,7 @@ def _cpu() -> float:
 
 def virtual_run(minutes: float) -> dict[str, object]:
     """Run the conversation; see the module docstring."""
-    from millis_proto import ClientConfig, MillisClient, MillisServer, StartRequest
+    from millis_proto import ClientConfig, MessageClient, MessageServer, StartRequest
     from millis_proto.agent import AgentSession, AgentSetup
     from millis_proto.machine import CloseRequest
 
@@ -60,9 +60,9 @@ def virtual_run(minutes: float) -> dict[str, object]:
     steps = round(minutes * 60_000 / STEP_MS)
     samples = STEP_MS * 16
     setup = AgentSetup()
-    server = MillisServer()
+    server = MessageServer()
     agent = AgentSession(setup, server=server)
-    client = MillisClient(
+    client = MessageClient(
         StartRequest(public_key="offline-key", agent_id="local-agent"),
         ClientConfig(emit_audio_events=False),
     )

@@ -11,9 +11,9 @@ import dataclasses
 import os
 import ssl
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from abc import ABC, abstractmethod
 from typing import Any, TypedDict
 
 import anyio

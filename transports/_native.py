@@ -374,6 +374,8 @@ class NativeSession(ClientSession):
                 self._connected = True
             elif isinstance(event, ConnectionRejected):
                 self._rejection = event
+            elif isinstance(event, ConnectionClosed) and self._dropping:
+                self._report_drops(self._now(), ongoing=False)  # before the last event
             self._queue.put(event)
         data = conn.data_to_send()
         if data:
@@ -389,8 +391,6 @@ class NativeSession(ClientSession):
         if conn.closed is not None:
             if not self._ending:
                 self._ending = True
-                if self._dropping:
-                    self._report_drops(self._now(), ongoing=False)
                 self._queue.end()
                 self._wake_writer()
             return

@@ -20,6 +20,7 @@ reader task, one writer task and one timer task per session (see
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
 import time
@@ -279,11 +280,8 @@ class TrioSession(NativeSession):
             self._timer_scope.cancel()
             graceful = self.connection.closed is not None and not self._writer_scope.cancel_called
             if graceful:
-                with trio.move_on_after(self._write_timeout):
-                    try:
-                        await self._stream.aclose()  # TLS sends close_notify
-                    except _STREAM_ERRORS:
-                        pass
+                with trio.move_on_after(self._write_timeout), contextlib.suppress(*_STREAM_ERRORS):
+                    await self._stream.aclose()  # TLS sends close_notify
             await trio.aclose_forcefully(self._stream)
             self._transport_closed.set()
 

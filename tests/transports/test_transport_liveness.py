@@ -1,0 +1,229 @@
+"""The two hangs of issue 10, against real misbehaving servers on loopback (raw sockets).
+
+* A server that stops reading while it floods WebSocket pings: our pongs and audio pile
+  up; the write that makes no progress for ``write_timeout`` ends the session with
+  ``ConnectionLost`` — no lock is held across it, no audio silently disappears.
+* A half-open server (handshake done, then silent, socket never closed): after
+  ``liveness_timeout`` with no byte we send a Millis ping, and ``pong_timeout`` later the
+  session ends with ``ConnectionLost`` ("the server stopped answering").
+
+Library-level with short bounds on the native transports; the CLI runs (``talk`` exits 1
+with one sentence, within the default bounds) are marked slow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import FLAVORS, NATIVE
+
+from millis_proto import ClientConfig, ConnectionLost, StartRequest
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class BadServer:
+    """A one-connection WebSocket server on a raw socket that misbehaves after the handshake.
+
+    ``mode`` is ``"flood"`` (never read again, send pings as fast as the socket takes
+    them) or ``"silent"`` (never read, never send, never close).
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/millis"
+        self.stop = threading.Event()
+        self.pings = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.listener.settimeout(30)
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            if self.mode == "flood":
+                ping = struct.pack("!BB", 0x89, 125) + bytes(125)
+                conn.settimeout(0.2)
+                while not self.stop.is_set():
+                    try:
+                        conn.sendall(ping * 64)
+                        self.pings += 64
+                    except TimeoutError:
+                        continue  # the client stopped reading too: keep trying
+                    except OSError:
+                        return
+            self.stop.wait(60)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def bad_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    servers: list[BadServer] = []
+
+    def make(mode: str) -> BadServer:
+        servers.append(BadServer(mode))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(params=sorted(NATIVE))
+def native(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def anyio_backend(native: str) -> str:
+    return FLAVORS[native][0]
+
+
+REQUEST = StartRequest(public_key="test-key", agent_id="agent")
+
+
+async def _stream_audio(session: Any) -> None:
+    while True:  # an app streaming audio, with its own pacing
+        await session.send_audio(bytes(6400))
+        await anyio.sleep(0.002)
+
+
+@pytest.mark.anyio
+async def test_flooding_server_that_stops_reading_is_a_lost_connection(
+    native: str, bad_server: Any
+) -> None:
+    server = bad_server("flood")
+    connect = FLAVORS[native][1]
+    started = anyio.current_time()
+    with anyio.fail_after(30):
+        async with connect(server.url, REQUEST, write_timeout=1.0) as session:
+            with pytest.raises(ConnectionLost, match=r"made no progress for 1 s|could not be"):
+                await _stream_audio(session)
+            assert session.closed is not None and session.closed.code == 1006
+            reported = session.dropped_audio_samples
+    assert anyio.current_time() - started < 25
+    assert server.pings > 0
+    # What could not go out was counted, not swallowed (it may be none if the write
+    # stalled before the backlog filled).
+    assert reported >= 0
+
+
+@pytest.mark.anyio
+async def test_half_open_server_is_noticed_by_the_liveness_check(
+    native: str, bad_server: Any
+) -> None:
+    server = bad_server("silent")
+    connect = FLAVORS[native][1]
+    config = ClientConfig(liveness_timeout=0.5, pong_timeout=0.5)
+    started = anyio.current_time()
+    with anyio.fail_after(10):
+        async with connect(server.url, REQUEST, config=config) as session:
+            with pytest.raises(ConnectionLost, match=r"stopped answering"):
+                async for _ in session:
+                    pass
+    elapsed = anyio.current_time() - started
+    assert 0.9 <= elapsed < 5
+
+
+def _wav(path: Path, seconds: float) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(bytes(int(seconds * 16000) * 2))
+    return path
+
+
+def _talk(url: str, wav: Path, *extra: str, timeout: float) -> tuple[int, str, float]:
+    out = wav.with_name("out.wav")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "transports.cli",
+            "talk",
+            "--endpoint",
+            url,
+            "--agent-id",
+            "a",
+            "--plain",
+            "--input",
+            str(wav),
+            "--output",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={"MILLIS_PUBLIC_KEY": "test-key", "PATH": "/usr/bin:/bin"},
+    )
+    return proc.returncode, proc.stderr, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_talk_exits_1_against_a_flooding_server(bad_server: Any, tmp_path: Path) -> None:
+    server = bad_server("flood")
+    wav = _wav(tmp_path / "in.wav", 20)
+    rc, stderr, elapsed = _talk(server.url, wav, "--max-duration", "15", timeout=60)
+    assert rc == 1, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert any(re.search("made no progress for 10 s|could not be written", x) for x in lines), (
+        stderr
+    )
+    assert "Traceback" not in stderr
+    assert elapsed < 40  # the write bound (10 s) once the buffers are full
+
+
+@pytest.mark.slow
+def test_talk_exits_1_against_a_half_open_server(bad_server: Any, tmp_path: Path) -> None:
+    server = bad_server("silent")
+    wav = _wav(tmp_path / "in.wav", 3)
+    rc, stderr, elapsed = _talk(
+        server.url, wav, "--idle-timeout", "30", "--max-duration", "60", timeout=90
+    )
+    assert rc == 1, stderr
+    assert "stopped answering" in stderr
+    assert "Traceback" not in stderr
+    assert 14 <= elapsed < 30  # liveness 10 s + pong 5 s
