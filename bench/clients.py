@@ -7,9 +7,10 @@ on its own schedule (sessions are staggered over the period), pulls one period o
 right after, and reads every incoming message or event in a reader as it arrives (text is
 parsed as JSON, audio goes to a bounded playback buffer). Once every session is ready the
 run warms up, then measures for ``--measure`` seconds: the process's own CPU time
-(``getrusage``, user + system), its resident memory, and how many of the frames scheduled in
-the window were sent within 10 ms of their schedule. It prints one JSON line and exits at
-once (no goodbye: the close handshake is not what is measured). Kinds:
+(``getrusage``, user + system) per session-second of audio actually sent in the window, its
+resident memory, and how many of the frames scheduled in the window were sent within 10 ms
+of their schedule (and how much of the scheduled audio went out at all). It prints one
+JSON line and exits at once (no goodbye: the close handshake is not measured). Kinds:
 
 * ``floor`` — hand-rolled RFC 6455 on an ``asyncio.Protocol`` (``bench.rfc6455``);
 * ``websockets`` — the ``websockets`` library's asyncio client;
@@ -56,7 +57,8 @@ class Plan:
     t0: float = 0.0
     warm_end: float = 0.0
     meas_end: float = 0.0
-    frames: int = 0
+    frames: int = 0  # scheduled in the window (and sent)
+    done: int = 0  # sent in the window, whenever scheduled: the work done
     on_time: int = 0
     messages: int = 0
     worst: float = 0.0
@@ -71,6 +73,8 @@ class Plan:
         return self.t0 + self.period * index / self.n
 
     def sent(self, scheduled: float, done: float) -> None:
+        if self.warm_end <= done < self.meas_end:
+            self.done += 1
         if self.warm_end <= scheduled < self.meas_end:
             self.frames += 1
             late = done - scheduled
@@ -120,7 +124,10 @@ def report(plan: Plan, args: argparse.Namespace, base_kb: int, cpu: float, wall:
         "period_ms": args.period_ms,
         "cpu_s": cpu,
         "wall_s": wall,
-        "cpu_us_per_session_s": cpu / (args.n * wall) * 1e6,
+        # Per session-second of audio actually sent: a client starved of CPU (a loaded
+        # machine) falls behind and does less, so per wall second it would look cheaper.
+        "cpu_us_per_session_s": cpu / (plan.done * plan.period) * 1e6 if plan.done else 0.0,
+        "sent_share_pct": 100.0 * plan.done * plan.period / (args.n * wall),
         "frames": plan.frames,
         "on_time": plan.on_time,
         "on_time_pct": 100.0 * plan.on_time / plan.frames if plan.frames else 0.0,

@@ -230,6 +230,12 @@ def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
                 f"{cell.median('on_time_pct'):>8.1f}%{cell.median('rss_mb_per_session'):>9.3f}  "
             )
         print(line)
+    sent = [r["sent_share_pct"] for c in cells.values() for r in c.runs]
+    if sent:
+        print(
+            f"audio sent in the measured windows: min {min(sent):.0f} % of schedule "
+            "(below 100 %: that client was starved of CPU, its on-time figure says by how much)"
+        )
     server = [r["server_cpu_pct"] for c in cells.values() for r in c.runs]
     if server:
         print(

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import wsproto
@@ -72,6 +73,7 @@ from .events import (
     ConnectionRejected,
     Event,
 )
+from .frames import BINARY, TEXT, ForWsproto, FrameSplitter, encode_frame
 from .machine import CloseRequest, OutgoingMessage
 from .pcm import Buffer
 from .playback import PlaybackBuffer, PlaybackChunk
@@ -83,6 +85,8 @@ __all__ = ["ClientConnection", "ServerConnection", "WireConnection"]
 MAX_REJECT_BODY = 4096
 #: Largest opening-handshake request head the server side keeps while looking for its end.
 MAX_HANDSHAKE_BYTES = 64 * 1024
+#: Entropy asked for at once for masking keys (1024 frames' worth).
+_MASK_POOL_BYTES = 4096
 #: What replaces the public key in a close reason that echoes it.
 REDACTED = "<public key>"
 
@@ -124,6 +128,13 @@ class WireConnection:
         # (a close frame encoded from the machine's outbox in ``data_to_send``).
         self._now: float | None = None
         self._last_rx: float | None = None  # when bytes last arrived
+        # The frame fast path (.frames): the client's splitter of received bytes, the
+        # injected entropy for masking keys, and whether data frames skip wsproto's send.
+        self._splitter: FrameSplitter | None = None
+        self._head_tail = b""  # the last bytes of the handshake head seen so far
+        self._mask_entropy: Callable[[int], bytes] | None = None
+        self._masks = b""
+        self._fast_out = role is ConnectionType.SERVER
         #: The :class:`ConnectionClosed` event once the connection is closed, else ``None``.
         self.closed: ConnectionClosed | None = None
 
@@ -259,11 +270,17 @@ class WireConnection:
             self._last_rx = now
         handshaking = ws.state is ConnectionState.CONNECTING
         try:
-            ws.receive_data(None if eof else data)  # type: ignore[arg-type]
-            for event in ws.events():
-                self._handle(event, now)
-                if self.closed is not None:
-                    break
+            if data is None or eof or self._splitter is None:
+                self._to_wsproto(None if eof else data, now)
+            elif not handshaking:
+                self._split(data, now)
+            else:
+                rest = self._handshake_part(data, now)
+                if rest and self.closed is None:
+                    if ws.state is ConnectionState.CONNECTING:
+                        self._to_wsproto(rest, now)  # a rejection's body
+                    else:
+                        self._split(rest, now)
         except wsproto.utilities.RemoteProtocolError as exc:
             hint = exc.event_hint if isinstance(exc.event_hint, RejectConnection) else None
             self._fail_handshake(str(exc), hint, now)
@@ -281,6 +298,51 @@ class WireConnection:
 
     # --- internals ---------------------------------------------------------------------
 
+    def _to_wsproto(self, data: bytes | bytearray | memoryview | None, now: float) -> None:
+        self._ws.receive_data(data)  # type: ignore[arg-type]
+        for event in self._ws.events():
+            self._handle(event, now)
+            if self.closed is not None:
+                break
+
+    def _split(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """The fast path (:mod:`.frames`): whole data frames skip wsproto, the rest does not."""
+        assert self._splitter is not None
+        for item in self._splitter.feed(data):
+            if isinstance(item, ForWsproto):
+                self._to_wsproto(item.data, now)
+            else:
+                self._on_data(item, True, now)
+            if self.closed is not None:
+                return
+
+    def _handshake_part(self, data: bytes | bytearray | memoryview, now: float) -> bytes:
+        """Give wsproto the opening handshake's head and nothing after it; return the rest.
+
+        So the frames that follow the head in the same read reach the splitter whole
+        instead of being left half-parsed in wsproto's buffer.
+        """
+        buf = self._head_tail + bytes(data)
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self._head_tail = buf[-3:]
+            self._to_wsproto(data, now)
+            return b""
+        cut = end + 4 - len(self._head_tail)
+        self._head_tail = b""
+        self._to_wsproto(data[:cut], now)
+        return bytes(data[cut:])
+
+    def _mask(self) -> bytes | None:
+        """A fresh masking key for a client frame (``None`` on the server side)."""
+        entropy = self._mask_entropy
+        if entropy is None:
+            return None
+        if len(self._masks) < 4:
+            self._masks = entropy(_MASK_POOL_BYTES)
+        mask, self._masks = self._masks[:4], self._masks[4:]
+        return mask
+
     def _collect(self) -> None:
         # Machine events first-in-first-out behind the connection events already queued.
         self._events.extend(self._machine.events())
@@ -296,11 +358,18 @@ class WireConnection:
             return
         ws = self._ws
         out = self._out
+        fast = self._fast_out
         for item in self._machine.messages_to_send():
             if isinstance(item, bytes):
-                out.append(ws.send(BytesMessage(data=item)))
+                if fast:  # byte for byte what wsproto would send (tests/core/test_frames.py)
+                    out.append(encode_frame(BINARY, item, self._mask()))
+                else:
+                    out.append(ws.send(BytesMessage(data=item)))
             elif isinstance(item, str):
-                out.append(ws.send(TextMessage(data=item)))
+                if fast:
+                    out.append(encode_frame(TEXT, item.encode(), self._mask()))
+                else:
+                    out.append(ws.send(TextMessage(data=item)))
             else:
                 self._send_close(item)
                 return
@@ -420,6 +489,11 @@ class ClientConnection(WireConnection):
     sent, and ``pong_timeout`` later with still nothing the connection ends with
     ``ConnectionClosed(1006, "the server stopped answering")``; and the optional
     ``keepalive_interval`` pings.
+
+    Whole unfragmented data frames take a fast path (:mod:`millis_proto.frames`), byte for
+    byte what wsproto would do; wsproto handles everything else. Received frames always do;
+    sent ones when ``mask_entropy`` is given — a callable ``n -> n`` unpredictable bytes
+    (``os.urandom``) for the masking keys, since the core reads no entropy itself.
     """
 
     def __init__(
@@ -430,6 +504,7 @@ class ClientConnection(WireConnection):
         *,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         wall_clock_offset: float = 0.0,
+        mask_entropy: Callable[[int], bytes] | None = None,
     ) -> None:
         endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
         client = MessageClient(request, config, wall_clock_offset=wall_clock_offset)
@@ -442,6 +517,12 @@ class ClientConnection(WireConnection):
         )
         self._client = client
         self._secret = request.public_key
+        self._splitter = FrameSplitter(client=True, max_frame_bytes=self.max_message_bytes)
+        if mask_entropy is not None:
+            if not callable(mask_entropy):
+                raise ConfigError("mask_entropy must be a callable n -> n random bytes.")
+            self._mask_entropy = mask_entropy
+            self._fast_out = True
         #: The start request (its ``repr`` hides the public key).
         self.request = request
         #: Where this connection goes.

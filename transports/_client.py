@@ -395,7 +395,9 @@ async def open_client(
     context = client_ssl_context(endpoint, cafile, ssl_context)
     if wall_clock_offset is None:
         wall_clock_offset = time.time() - anyio.current_time()
-    conn = ClientConnection(request, endpoint, config, wall_clock_offset=wall_clock_offset)
+    conn = ClientConnection(
+        request, endpoint, config, wall_clock_offset=wall_clock_offset, mask_entropy=os.urandom
+    )
     session = await _open_session(
         conn,
         lambda: open_stream(endpoint, context),

@@ -22,6 +22,7 @@ The same ``connect`` options, session API and errors as :func:`transports.trio.c
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -75,6 +76,7 @@ async def _connect(
             if settings.wall_clock_offset is None
             else settings.wall_clock_offset
         ),
+        mask_entropy=os.urandom,
     )
     session = AsyncioSession(conn, loop, settings)
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -91,6 +92,7 @@ async def _connect(
             if settings.wall_clock_offset is None
             else settings.wall_clock_offset
         ),
+        mask_entropy=os.urandom,
     )
     stream: trio.abc.Stream | None = None
     opened = False
