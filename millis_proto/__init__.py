@@ -20,6 +20,8 @@ transports that do WebSocket framing themselves.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .agent_state import AgentState
 from .client import SESSION_TRANSITIONS, MessageClient, SessionPhase, SessionTrigger
 from .config import ClientConfig, PreReadyAudio, ServerConfig, StartRequest
@@ -75,7 +77,6 @@ from .events import (
 from .machine import CloseRequest
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .playback import PlaybackBuffer, PlaybackChunk
-from .reconnect import ContinuationFallback, ReconnectPolicy
 from .server import SERVER_TRANSITIONS, MessageServer, ServerPhase, ServerTrigger
 from .wire import ClientConnection, ServerConnection
 
@@ -153,3 +154,17 @@ __all__ = [
     "event_to_dict",
     "parse_endpoint",
 ]
+
+
+if TYPE_CHECKING:
+    from .reconnect import ContinuationFallback, ReconnectPolicy
+
+
+def __getattr__(name: str) -> Any:
+    # The reconnect policy loads on first use: most programs never ask for it, and
+    # ``import millis_proto`` should cost little more than ``import wsproto``.
+    if name in ("ContinuationFallback", "ReconnectPolicy"):
+        from . import reconnect
+
+        return getattr(reconnect, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

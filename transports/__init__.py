@@ -12,9 +12,23 @@ millis_proto error family. This package imports neither trio nor asyncio by itse
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import ClientSession, ConnectOptions
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventsDropped
-from .server import ServerAddress, ServerSession
+
+if TYPE_CHECKING:
+    from .server import ServerAddress, ServerSession
+
+
+def __getattr__(name: str) -> Any:
+    # The serving side (and its TLS stream) loads when first asked for, so that a client
+    # (``import transports.trio``) does not pay for it.
+    if name in ("ServerAddress", "ServerSession"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_MAX_QUEUED_EVENTS",
