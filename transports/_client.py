@@ -26,6 +26,7 @@ from millis_proto import (
     ConfigError,
     ConnectionClosed,
     ConnectionFailed,
+    ConnectionRejected,
     Endpoint,
     Event,
     FailureKind,
@@ -51,6 +52,8 @@ __all__ = [
     "OpenStream",
     "client_ssl_context",
     "connect_settings",
+    "open_failure",
+    "timeout_failure",
     "open_client",
     "session_config",
 ]
@@ -265,25 +268,41 @@ class AnyioSession(WireSession, ClientSession):
 
     def _open_failure(self) -> ConnectionFailed:
         """Why the opening handshake ended without an open WebSocket."""
-        endpoint = self.connection.endpoint
-        where = f"{endpoint.host}:{endpoint.port}"
-        if self._rejection is not None:
-            status = self._rejection.status_code
-            body = self._rejection.body.decode("utf-8", "replace")
-            quote = " ".join(body.split())[:_REJECT_QUOTE_CHARS]
-            return ConnectionFailed(
-                f"The server at {where} rejected the WebSocket handshake with HTTP {status}"
-                + (f" ({quote})." if quote else "."),
-                kind=FailureKind.HANDSHAKE_REJECTED,
-                status_code=status,
-            )
-        closed = self._conn.closed
-        reason = closed.reason if closed is not None else "no reason"
+        return open_failure(self.connection, self._rejection)
+
+
+def open_failure(conn: ClientConnection, rejection: ConnectionRejected | None) -> ConnectionFailed:
+    """Why the opening handshake ended without an open WebSocket (``rejection``: the
+    server's refusal, if it sent one)."""
+    endpoint = conn.endpoint
+    where = f"{endpoint.host}:{endpoint.port}"
+    if rejection is not None:
+        status = rejection.status_code
+        body = rejection.body.decode("utf-8", "replace")
+        quote = " ".join(body.split())[:_REJECT_QUOTE_CHARS]
         return ConnectionFailed(
-            f"The server at {where} ended the connection before the WebSocket handshake "
-            f"completed ({reason}).",
-            kind=FailureKind.NETWORK,
+            f"The server at {where} rejected the WebSocket handshake with HTTP {status}"
+            + (f" ({quote})." if quote else "."),
+            kind=FailureKind.HANDSHAKE_REJECTED,
+            status_code=status,
         )
+    closed = conn.closed
+    reason = closed.reason if closed is not None else "no reason"
+    return ConnectionFailed(
+        f"The server at {where} ended the connection before the WebSocket handshake "
+        f"completed ({reason}).",
+        kind=FailureKind.NETWORK,
+    )
+
+
+def timeout_failure(endpoint: Endpoint, *, connected: bool, timeout: float) -> ConnectionFailed:
+    """``connect_timeout`` passed: before the TCP/TLS connection (``connected`` False) or
+    during the WebSocket handshake."""
+    what = "WebSocket handshake" if connected else "TCP/TLS connection"
+    return ConnectionFailed(
+        f"The {what} to {endpoint.host}:{endpoint.port} did not complete within {timeout:g} s.",
+        kind=FailureKind.TIMEOUT,
+    )
 
 
 def client_ssl_context(
@@ -458,11 +477,8 @@ async def _open_session(
             opened = True
             return session
     except TimeoutError:
-        what = "TCP/TLS connection" if stream is None else "WebSocket handshake"
-        raise ConnectionFailed(
-            f"The {what} to {endpoint.host}:{endpoint.port} did not complete within "
-            f"{connect_timeout:g} s.",
-            kind=FailureKind.TIMEOUT,
+        raise timeout_failure(
+            endpoint, connected=stream is not None, timeout=connect_timeout
         ) from None
     finally:
         if stream is not None and not opened:

@@ -47,10 +47,8 @@ from millis_proto import (
     ConfigError,
     Connected,
     ConnectionClosed,
-    ConnectionFailed,
     ConnectionRejected,
     Event,
-    FailureKind,
     MillisError,
     PlaybackChunk,
 )
@@ -58,12 +56,12 @@ from millis_proto.pcm import Buffer
 
 from ._client import ClientSession
 from ._queue import EventQueue
+from ._session import EventIterator
 
 __all__ = [
     "MAX_OUTBOX_BYTES",
     "AudioDropped",
     "NativeSession",
-    "open_failure",
 ]
 
 #: Bytes waiting for the writer above which the connection counts as lost.
@@ -72,8 +70,6 @@ MAX_OUTBOX_BYTES = 4 * 1024 * 1024
 RECEIVE_BYTES = 65536
 #: How often a lasting drop of user audio is reported, in seconds.
 DROP_REPORT_INTERVAL = 1.0
-#: How much of a handshake rejection body is quoted in the error message.
-_REJECT_QUOTE_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,29 +84,6 @@ class AudioDropped(Event):
     samples: int
     total_samples: int
     ongoing: bool
-
-
-def open_failure(conn: ClientConnection, rejection: ConnectionRejected | None) -> ConnectionFailed:
-    """Why the opening handshake ended without an open WebSocket."""
-    endpoint = conn.endpoint
-    where = f"{endpoint.host}:{endpoint.port}"
-    if rejection is not None:
-        status = rejection.status_code
-        body = rejection.body.decode("utf-8", "replace")
-        quote = " ".join(body.split())[:_REJECT_QUOTE_CHARS]
-        return ConnectionFailed(
-            f"The server at {where} rejected the WebSocket handshake with HTTP {status}"
-            + (f" ({quote})." if quote else "."),
-            kind=FailureKind.HANDSHAKE_REJECTED,
-            status_code=status,
-        )
-    closed = conn.closed
-    reason = closed.reason if closed is not None else "no reason"
-    return ConnectionFailed(
-        f"The server at {where} ended the connection before the WebSocket handshake "
-        f"completed ({reason}).",
-        kind=FailureKind.NETWORK,
-    )
 
 
 def check_backlog(value: int) -> None:
@@ -245,10 +218,10 @@ class NativeSession(ClientSession):
 
     def events(self) -> AsyncIterator[Event]:
         """Iterate over the events (see :meth:`next_event`); the session is iterable too."""
-        return _EventIterator(self)
+        return EventIterator(self)
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return _EventIterator(self)
+        return EventIterator(self)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket: send our close frame and wait for the peer's answer.
@@ -420,20 +393,3 @@ class NativeSession(ClientSession):
         if ongoing and now + DROP_REPORT_INTERVAL < self._timer_at:
             self._timer_at = now + DROP_REPORT_INTERVAL
             self._move_timer(self._timer_at)
-
-
-class _EventIterator:
-    """``async for event in session`` — a plain iterator, not an async generator, so
-    abandoning it mid-way leaves nothing to finalize."""
-
-    def __init__(self, session: NativeSession) -> None:
-        self._session = session
-
-    def __aiter__(self) -> _EventIterator:
-        return self
-
-    async def __anext__(self) -> Event:
-        event = await self._session.next_event()
-        if event is None:
-            raise StopAsyncIteration
-        return event

@@ -41,6 +41,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -148,10 +149,10 @@ class WireSession:
 
     def events(self) -> AsyncIterator[Event]:
         """Iterate over the events (see :meth:`next_event`); the session is iterable too."""
-        return _EventIterator(self)
+        return EventIterator(self)
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return _EventIterator(self)
+        return EventIterator(self)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket: send our close frame and wait for the peer's answer.
@@ -343,14 +344,18 @@ class WireSession:
             self._transport_closed.set()
 
 
-class _EventIterator:
-    """``async for event in session`` — a plain iterator, not an async generator, so
-    abandoning it mid-way leaves nothing to finalize."""
+class _HasEvents(Protocol):
+    async def next_event(self) -> Event | None: ...
 
-    def __init__(self, session: WireSession) -> None:
+
+class EventIterator:
+    """``async for event in session`` — a plain iterator, not an async generator, so
+    abandoning it mid-way leaves nothing to finalize. For any session's ``next_event``."""
+
+    def __init__(self, session: _HasEvents) -> None:
         self._session = session
 
-    def __aiter__(self) -> _EventIterator:
+    def __aiter__(self) -> EventIterator:
         return self
 
     async def __anext__(self) -> Event:

@@ -40,9 +40,16 @@ from millis_proto import (
     parse_endpoint,
 )
 
-from ._client import ClientSession, ConnectOptions, ConnectSettings, connect_settings
+from ._client import (
+    ClientSession,
+    ConnectOptions,
+    ConnectSettings,
+    connect_settings,
+    open_failure,
+    timeout_failure,
+)
 from ._errors import connect_failure, describe, sentence
-from ._native import NativeSession, open_failure
+from ._native import NativeSession
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -83,11 +90,8 @@ async def _connect(
         await asyncio.wait_for(session._open(), settings.connect_timeout)
     except asyncio.TimeoutError:
         session._abort_transport()
-        what = "TCP/TLS connection" if session._transport is None else "WebSocket handshake"
-        raise ConnectionFailed(
-            f"The {what} to {endpoint.host}:{endpoint.port} did not complete within "
-            f"{settings.connect_timeout:g} s.",
-            kind=FailureKind.TIMEOUT,
+        raise timeout_failure(
+            endpoint, connected=session._transport is not None, timeout=settings.connect_timeout
         ) from None
     except BaseException:
         session._abort_transport()

@@ -43,9 +43,16 @@ from millis_proto import (
     parse_endpoint,
 )
 
-from ._client import ClientSession, ConnectOptions, ConnectSettings, connect_settings
+from ._client import (
+    ClientSession,
+    ConnectOptions,
+    ConnectSettings,
+    connect_settings,
+    open_failure,
+    timeout_failure,
+)
 from ._errors import connect_failure, describe, sentence
-from ._native import RECEIVE_BYTES, NativeSession, open_failure
+from ._native import RECEIVE_BYTES, NativeSession
 from ._session import background
 
 if TYPE_CHECKING:
@@ -106,11 +113,8 @@ async def _connect(
             await session._handshake()
             opened = True
     except trio.TooSlowError:
-        what = "TCP/TLS connection" if stream is None else "WebSocket handshake"
-        raise ConnectionFailed(
-            f"The {what} to {endpoint.host}:{endpoint.port} did not complete within "
-            f"{settings.connect_timeout:g} s.",
-            kind=FailureKind.TIMEOUT,
+        raise timeout_failure(
+            endpoint, connected=stream is not None, timeout=settings.connect_timeout
         ) from None
     finally:
         if stream is not None and not opened:
