@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest clean bench system-deps
+.PHONY: demo test test-slow lint typecheck pytest clean bench system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ pytest: $(STAMP) system-deps
 	$(BIN)/pytest --cov --cov-report=term -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# The long soak/load runs the default suite leaves out.
+test-slow: $(STAMP) system-deps
+	$(BIN)/pytest -m slow -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
