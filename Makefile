@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-slow lint typecheck pytest clean bench system-deps
+.PHONY: demo test test-slow lint typecheck docs pytest clean bench system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,10 +29,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The API reference (mkdocs.yml, docs/) into site/: offline, every warning an error.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest --cov --cov-report=term -p no:cacheprovider
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 # The long soak/load runs the default suite leaves out.
 test-slow: $(STAMP) system-deps
@@ -42,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site

@@ -39,6 +39,7 @@ from ._session import WireSession, check_timeout, close_forcefully, running
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_READY_TIMEOUT",
     "ClientSession",
     "ConnectOptions",
     "OpenStream",
@@ -49,6 +50,8 @@ __all__ = [
 
 #: Default bound of TCP connect + TLS handshake + WebSocket handshake, in seconds.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Default bound of :meth:`ClientSession.wait_ready`, in seconds.
+DEFAULT_READY_TIMEOUT = 10.0
 #: How much of a handshake rejection body is quoted in the error message.
 _REJECT_QUOTE_CHARS = 200
 
@@ -130,6 +133,38 @@ class ClientSession(WireSession):
     def session_id(self) -> str | None:
         """The server's session id from ``onready`` (keep it for session continuation)."""
         return self.connection.session_id
+
+    async def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> str | None:
+        """Wait until the server's ``onready`` has arrived; return the session id.
+
+        ``connect`` does not wait for it: it returns once the WebSocket is open and
+        ``initiate`` is sent. Returns at once if ``onready`` already came (the event stays
+        in the stream for the iterator). Raises :class:`ConnectionFailed` with kind
+        ``TIMEOUT`` if it does not come within ``timeout`` seconds (the session stays
+        open), the session's error if it ends abnormally first, and
+        :class:`~millis_proto.ConnectionClosedByServer` if it ends normally first.
+        """
+        check_timeout(timeout, "timeout")
+        with anyio.move_on_after(timeout):
+            await self._ready_or_closed.wait()
+        if self._ready:
+            return self.session_id
+        closed = self._conn.closed
+        endpoint = self.connection.endpoint
+        where = f"{endpoint.host}:{endpoint.port}"
+        if closed is None:
+            raise ConnectionFailed(
+                f"The server at {where} did not say onready within {timeout:g} s.",
+                kind=FailureKind.TIMEOUT,
+            )
+        error = self._terminal_error()
+        if error is not None:
+            raise error
+        raise ConnectionClosedByServer(
+            f"The session with {where} ended (code {closed.code}) before the server said onready.",
+            code=closed.code,
+            reason=closed.reason,
+        )
 
     async def send_audio(self, pcm: Buffer) -> None:
         """Send user audio: s16le, 16 kHz, mono, any length (see ``MessageClient.send_audio``).
