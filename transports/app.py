@@ -18,7 +18,7 @@ server ends it, or the input is over and the agent was idle ``idle_timeout`` sec
         on_response=lambda text: print("agent:", text),
     )
     result = conversation.wait_for_end()      # blocking; or: await conversation.run()
-    print(result.reason, result.latencies_ms)
+    print(result.reason, result.turn_latencies_ms)
 
 ``wait_for_end()`` runs the call on an event loop in a background thread (trio by
 default); ``await conversation.run()`` runs it on yours (trio or asyncio). Callbacks run
