@@ -15,6 +15,8 @@ source tree::
 * :func:`example_scenario` — a fuller scenario: a greeting, three turns with a tool call,
   an ``ai_action`` and a custom ``open_web_form`` message, and ending rules (the format is
   described in the scenario documentation, ``millis_proto/agent/SCENARIOS.md``).
+* :func:`suite_scenario` — the scenario the example test suite (``examples/suite.toml``)
+  runs against offline: three weather turns, the second one an interruption.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["demo_scenario", "demo_wav", "example_scenario"]
+__all__ = ["demo_scenario", "demo_wav", "example_scenario", "suite_scenario"]
 
 
 def _data(name: str) -> Path:
@@ -43,3 +45,8 @@ def demo_scenario() -> Path:
 def example_scenario() -> Path:
     """The example scenario (JSON; the same one in TOML is ``scenario.toml`` next to it)."""
     return _data("scenario.json")
+
+
+def suite_scenario() -> Path:
+    """The local agent's scenario for the example test suite (JSON)."""
+    return _data("suite_scenario.json")
