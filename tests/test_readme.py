@@ -115,6 +115,7 @@ def test_the_readme_has_its_examples() -> None:
     assert kinds == set(PROMISES)  # each promised example is still there
 
 
+@pytest.mark.timeout(300)  # seven programs, two of them real-time calls, on a busy machine
 def test_readme_blocks_run_from_outside_the_repository(tmp_path: Path) -> None:
     """The development install, from a directory that is not the repository."""
     run_blocks(sys.executable, Path(sys.executable).parent, tmp_path)
@@ -140,6 +141,7 @@ def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # building and installing the wheel (pip's cache) come first
 def test_readme_blocks_run_against_the_installed_wheel(wheel_env: Path, tmp_path: Path) -> None:
     python = wheel_env / "bin" / "python"
     where = subprocess.run(
