@@ -23,6 +23,7 @@ from millis_proto import (
     ClientConfig,
     ClientConnection,
     ConfigError,
+    ConnectionClosedByServer,
     ConnectionFailed,
     Endpoint,
     FailureKind,

@@ -156,7 +156,8 @@ class Conversation:
         result = ConversationResult(reason="server_closed", session_id=None)
 
         def dispatch(_t: float, event: Event) -> None:
-            if isinstance(event, (Transcript, ResponseText)) and event.is_final:
+            # A final line with no text (a server may send one) adds nothing to say.
+            if isinstance(event, (Transcript, ResponseText)) and event.is_final and event.text:
                 speaker = "user" if isinstance(event, Transcript) else "agent"
                 result.transcript.append(Line(speaker=speaker, text=event.text))
                 callback = self._on_transcript if speaker == "user" else self._on_response
