@@ -225,9 +225,12 @@ class WireSession:
         if self._conn.closed is not None:
             self._queue.end()
             self._ready_or_closed.set()
-        if self._wait_scope is not None:
+        waiting = self._wait_scope
+        if waiting is not None:
             timer = self._conn.get_timer()
-            self._wait_scope.deadline = math.inf if timer is None else timer
+            deadline = math.inf if timer is None else timer
+            if deadline != waiting.deadline:  # asyncio re-arms a timer handle on every set
+                waiting.deadline = deadline
 
     async def _open(self) -> None:
         """Run the opening handshake; the caller bounds the time.
