@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest clean bench system-deps
+.PHONY: demo test test-slow lint typecheck docs pytest clean bench system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,13 +29,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The API reference (mkdocs.yml, docs/) into site/: offline, every warning an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest --cov --cov-report=term -p no:cacheprovider
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
+
+# The long soak/load runs the default suite leaves out.
+test-slow: $(STAMP) system-deps
+	$(BIN)/pytest -m slow -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site

@@ -1,5 +1,21 @@
-"""Thin I/O adapters over the millis_proto core.
+"""Thin I/O adapters over the millis_proto core, and the front door for applications.
 
+Start with :class:`Conversation` (:mod:`transports.app`): one call from an audio source
+to a sink, with callbacks, ending by itself::
+
+    from millis_proto import StartRequest
+    from transports import Conversation
+
+    result = Conversation(
+        url, StartRequest(public_key=KEY, agent_id=AGENT),
+        source="question.wav", sink="reply.wav",
+        on_transcript=print, on_response=print,
+    ).wait_for_end()                                  # or: await conversation.run()
+    print(result.reason, result.turn_latencies_ms)
+
+For finer control, open a session yourself:
+
+* :mod:`transports.blocking` — ``connect_blocking()`` for scripts and notebooks.
 * :mod:`transports.trio` — ``connect()`` over trio TCP/TLS (the primary transport).
 * :mod:`transports.anyio` — the same ``connect()`` over anyio (asyncio or trio).
 * :mod:`transports.server` — ``serve()``: accept connections, run a handler per session.
@@ -16,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import ClientSession, ConnectOptions
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventsDropped
+from .app import Conversation, ConversationResult
 
 if TYPE_CHECKING:
     from .server import ServerAddress, ServerSession
@@ -35,6 +52,8 @@ __all__ = [
     "DEFAULT_MAX_QUEUED_EVENTS",
     "ClientSession",
     "ConnectOptions",
+    "Conversation",
+    "ConversationResult",
     "EventsDropped",
     "ServerAddress",
     "ServerSession",

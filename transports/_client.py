@@ -25,11 +25,13 @@ from millis_proto import (
     ClientConnection,
     ConfigError,
     ConnectionClosed,
+    ConnectionClosedByServer,
     ConnectionFailed,
     ConnectionRejected,
     Endpoint,
     Event,
     FailureKind,
+    MillisError,
     PlaybackChunk,
     RemoteProtocolError,
     StartRequest,
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_WRITE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
     "AnyioSession",
+    "DEFAULT_READY_TIMEOUT",
     "ClientSession",
     "ConnectSettings",
     "ConnectOptions",
@@ -64,6 +67,8 @@ DEFAULT_WRITE_TIMEOUT = 10.0
 DEFAULT_MAX_SEND_BACKLOG = 64 * 1024
 #: Default bound of TCP connect + TLS handshake + WebSocket handshake, in seconds.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Default bound of :meth:`ClientSession.wait_ready`, in seconds.
+DEFAULT_READY_TIMEOUT = 10.0
 #: How much of a handshake rejection body is quoted in the error message.
 _REJECT_QUOTE_CHARS = 200
 
@@ -122,11 +127,49 @@ class ClientSession(ABC):
     connection: ClientConnection
     #: The same object as :attr:`connection` (the name older code used).
     client: ClientConnection
+    _ready: bool  # onready arrived
+    _ready_or_closed: Any  # an event set on onready or at the end (the loop's own kind)
+
+    @abstractmethod
+    def _terminal_error(self) -> MillisError | None:
+        """The error a finished session raises from its iterator and send methods."""
 
     @property
     def session_id(self) -> str | None:
         """The server's session id from ``onready`` (keep it for session continuation)."""
         return self.connection.session_id
+
+    async def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> str | None:
+        """Wait until the server's ``onready`` has arrived; return the session id.
+
+        ``connect`` does not wait for it: it returns once the WebSocket is open and
+        ``initiate`` is sent. Returns at once if ``onready`` already came (the event stays
+        in the stream for the iterator). Raises :class:`ConnectionFailed` with kind
+        ``TIMEOUT`` if it does not come within ``timeout`` seconds (the session stays
+        open), the session's error if it ends abnormally first, and
+        :class:`~millis_proto.ConnectionClosedByServer` if it ends normally first.
+        """
+        check_timeout(timeout, "timeout")
+        with anyio.move_on_after(timeout):
+            await self._ready_or_closed.wait()
+        if self._ready:
+            return self.session_id
+        closed = self.connection.closed
+        endpoint = self.connection.endpoint
+        where = f"{endpoint.host}:{endpoint.port}"
+        if closed is None:
+            raise ConnectionFailed(
+                f"The server at {where} did not say onready within {timeout:g} s.",
+                kind=FailureKind.TIMEOUT,
+            )
+        error = self._terminal_error()
+        if error is not None:
+            raise error
+        raise ConnectionClosedByServer(
+            f"The session with {where} ended (code {closed.code}) before the server said onready.",
+            code=closed.code,
+            reason=closed.reason,
+        )
 
     @property
     @abstractmethod

@@ -51,6 +51,7 @@ from millis_proto import (
     Event,
     MillisError,
     PlaybackChunk,
+    Ready,
 )
 from millis_proto.pcm import Buffer
 
@@ -131,6 +132,8 @@ class NativeSession(ClientSession):
         self._write_since: float | None = None  # when the write in progress began
         self._timer_at = math.inf  # the deadline the adapter's timer sleeps to
         self._connected = False
+        self._ready = False
+        self._ready_or_closed = new_event()
         self._rejection: ConnectionRejected | None = None
         self._ending = False  # ConnectionClosed seen: the writer finishes and closes
         self._dropping = False
@@ -347,6 +350,9 @@ class NativeSession(ClientSession):
                 self._connected = True
             elif isinstance(event, ConnectionRejected):
                 self._rejection = event
+            elif isinstance(event, Ready):
+                self._ready = True
+                self._ready_or_closed.set()
             elif isinstance(event, ConnectionClosed) and self._dropping:
                 self._report_drops(self._now(), ongoing=False)  # before the last event
             self._queue.put(event)
@@ -365,6 +371,7 @@ class NativeSession(ClientSession):
             if not self._ending:
                 self._ending = True
                 self._queue.end()
+                self._ready_or_closed.set()
                 self._wake_writer()
             return
         deadline = conn.get_timer()

@@ -53,6 +53,7 @@ from millis_proto import (
     ConnectionRejected,
     Event,
     MillisError,
+    Ready,
 )
 from millis_proto.config import DEFAULT_DISCONNECT_TIMEOUT
 from millis_proto.wire import WireConnection
@@ -116,6 +117,8 @@ class WireSession:
         self._broken = False
         self._connected = False
         self._rejection: ConnectionRejected | None = None
+        self._ready = False  # onready arrived (client role)
+        self._ready_or_closed = anyio.Event()  # set on onready or at the end
         self._transport_closing = False
         self._transport_closed = anyio.Event()
         self._reader_scope = anyio.CancelScope(shield=True)
@@ -216,12 +219,19 @@ class WireSession:
                 self._connected = True
             elif isinstance(event, ConnectionRejected):
                 self._rejection = event
+            elif isinstance(event, Ready):
+                self._ready = True
+                self._ready_or_closed.set()
             self._queue.put(event)
         if self._conn.closed is not None:
             self._queue.end()
-        if self._wait_scope is not None:
+            self._ready_or_closed.set()
+        waiting = self._wait_scope
+        if waiting is not None:
             timer = self._conn.get_timer()
-            self._wait_scope.deadline = math.inf if timer is None else timer
+            deadline = math.inf if timer is None else timer
+            if deadline != waiting.deadline:  # asyncio re-arms a timer handle on every set
+                waiting.deadline = deadline
 
     async def _open(self) -> None:
         """Run the opening handshake; the caller bounds the time.

@@ -27,7 +27,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from millis_proto import ABSENT, Endpoint, Event, PlaybackChunk, ReconnectPolicy, StartRequest
 
-from ._client import ClientSession, ConnectOptions
+from ._client import DEFAULT_READY_TIMEOUT, ClientSession, ConnectOptions
 from .anyio import connect
 from .reconnect import ReconnectingSession, connect_reconnecting
 
@@ -51,6 +51,15 @@ class BlockingSession:
     def session_id(self) -> str | None:
         """The server's session id, once ``onready`` arrived."""
         return self._portal.call(lambda: self._session.session_id)
+
+    def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> str | None:
+        """Block until the server's ``onready``; return the session id.
+
+        See :meth:`ClientSession.wait_ready` (``connect_blocking`` does not wait for it);
+        raises :class:`~millis_proto.ConnectionFailed` (kind ``TIMEOUT``) after
+        ``timeout`` seconds.
+        """
+        return self._portal.call(self._session.wait_ready, timeout)
 
     def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Send user audio (s16le, 16 kHz, mono, any size)."""

@@ -34,7 +34,7 @@ from millis_proto.agent import AgentSession, AgentSetup, Scenario, load_scenario
 from .server import Handler, ServerSession
 
 __all__ = [
-    "Conversation",
+    "OfflineConversation",
     "agent_handler",
     "converse",
     "espeak_voice",
@@ -202,8 +202,11 @@ def _reply_texts(scenario: Scenario) -> list[str]:
 
 
 @dataclass
-class Conversation:
-    """What :func:`converse` returns: every client event and the audio as played."""
+class OfflineConversation:
+    """What :func:`converse` returns: every client event and the audio as played.
+
+    (For live calls from an application, see :class:`transports.Conversation`.)
+    """
 
     events: list[Event] = field(default_factory=list)
     played: bytes = b""
@@ -219,7 +222,7 @@ def converse(
     virtual: bool = True,
     idle_timeout: float = 2.0,
     max_duration: float = 120.0,
-) -> Conversation:
+) -> OfflineConversation:
     """Hold one conversation with the local agent in this process and return what happened.
 
     ``user_audio`` is 16 kHz mono s16le PCM, or the path of any audio file. With
@@ -234,7 +237,7 @@ def converse(
     from .conversation import run_conversation
     from .memory import connect_in_memory
 
-    conversation = Conversation()
+    conversation = OfflineConversation()
 
     async def main() -> None:
         setup = load_setup(scenario)

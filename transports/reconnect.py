@@ -77,7 +77,7 @@ from millis_proto.reconnect import (
     classify_failure,
 )
 
-from ._client import ClientSession, ConnectOptions
+from ._client import DEFAULT_READY_TIMEOUT, ClientSession, ConnectOptions
 from ._errors import sentence
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventQueue
 from ._session import DEFAULT_DISCONNECT_TIMEOUT, background
@@ -144,6 +144,17 @@ class ReconnectingSession:
         if self._live and inner is not None and inner.session_id is not None:
             return inner.session_id
         return self._reconnector.session_id
+
+    async def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT) -> str | None:
+        """Wait for the first connection's ``onready``; return the session id.
+
+        As :meth:`ClientSession.wait_ready <transports._client.ClientSession.wait_ready>`
+        (a first connection that ends before ``onready`` is not retried, so its error is
+        raised).
+        """
+        assert self._inner is not None  # set before the session is handed out
+        await self._inner.wait_ready(timeout)
+        return self.session_id
 
     @property
     def reconnecting(self) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from serve_helpers import serve_process
+from test_cli_scripted import one_error_line, run
 
 from millis_proto import events as event_module
 
@@ -29,30 +30,11 @@ DEMO_WAV = ROOT / "transports" / "cli" / "data" / "demo.wav"
 SCENARIO = ROOT / "examples" / "scenario.json"
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: object
-) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "CI": "true", **(env or {})}
-    full.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run(
-        [EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=full,
-        check=False,
-        **kw,
-    )  # type: ignore[call-overload]
-
-
 def one_sentence(proc: subprocess.CompletedProcess[str], status: int = 1) -> str:
     """The single stderr line of a failed run (and nothing like a traceback)."""
     assert proc.returncode == status, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Error:" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+    assert "Error:" not in proc.stderr, proc.stderr
+    return one_error_line(proc)
 
 
 def short_wav(tmp_path: Path, seconds: float = 2.0) -> Path:
@@ -226,7 +208,14 @@ def test_version_and_bare_command() -> None:
         assert re.search(rf"^\s+{command}\s+\w", bare.stdout, re.M), command
 
 
-@pytest.mark.parametrize("command", ["talk", "demo", "serve"])
+def _commands() -> list[str]:
+    from transports.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    return sorted(sub.choices)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_flag_has_help_and_defaults_are_shown(command: str) -> None:
     from transports.cli import _parser
 

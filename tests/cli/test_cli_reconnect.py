@@ -139,7 +139,16 @@ def check_initiates(server: ScriptedServer, continued: list[str | None]) -> None
 
 def test_reset_mid_answer_reconnects_with_continuation(tmp_path: Path) -> None:
     with ScriptedServer(Plans(answer_then_reset, continue_then_end)) as server:
-        proc = talk(tmp_path, server.url, "--reconnect", "3", "--public-key", SECRET)
+        proc = talk(
+            tmp_path,
+            server.url,
+            "--reconnect",
+            "3",
+            "--public-key",
+            SECRET,
+            "--record",
+            str(tmp_path / "call.wav"),
+        )
     assert proc.returncode == 0, proc.stderr
     check_initiates(server, ["s-1"])
     events = read_events(tmp_path / "ev.jsonl")
@@ -166,6 +175,11 @@ def test_reset_mid_answer_reconnects_with_continuation(tmp_path: Path) -> None:
     assert start_second / RATE >= t_back - 0.1
     # The file is the whole call, on the wall clock.
     assert abs(audio.size / RATE - finished["t"]) < 0.25
+    # The call recording is one file too: its agent side is out.wav, gap and all.
+    stereo, _ = sf.read(tmp_path / "call.wav", dtype="int16")
+    n = min(len(stereo), audio.size)
+    assert n >= audio.size - RATE // 10
+    assert np.array_equal(stereo[:n, 1], audio[:n])
     # User audio given during the gap was dropped and counted.
     assert reconnected["dropped_user_samples"] == finished["dropped_user_samples"] > 0
     gap = reconnected["downtime"]
@@ -286,3 +300,27 @@ def test_reconnect_flag_is_validated(tmp_path: Path) -> None:
     proc = run("serve", "--drop-after", "-1")
     assert proc.returncode == 2
     assert re.search(r"--drop-after", proc.stderr)
+
+
+def test_live_view_shows_reconnecting() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from millis_proto import Reconnected, Reconnecting
+    from transports.cli.view import RichView
+
+    def shown(view: RichView) -> str:
+        out = StringIO()
+        Console(file=out, width=120).print(view._render())
+        return out.getvalue()
+
+    view = RichView()
+    try:
+        view.event(1.0, Reconnecting(attempt=1, delay=0.5, cause="connection lost", kind="lost"))
+        assert "reconnecting…" in shown(view)
+        view.event(1.5, Reconnected(session_id="s-2", continued=True, downtime=0.5, attempts=1))
+        text = shown(view)
+        assert "reconnected, session s-2 (continued) after 0.5 s" in text
+    finally:
+        view.close()

@@ -78,7 +78,10 @@ def _add_target_flags(p: argparse.ArgumentParser) -> None:
 def _add_tls_and_scenario_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
     p.add_argument(
-        "--scenario", metavar="FILE", help="scenario for the local agent (default: it echoes)"
+        "--scenario",
+        metavar="FILE",
+        help="scenario for the local agent, or 'example' / 'demo' for a bundled one "
+        "(default: it echoes)",
     )
 
 
@@ -132,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="after a dropped connection, reconnect up to N times, continuing the session "
-        "(default 0: a drop ends the call)",
+        "(0: a drop ends the call)",
     )
     _add_tls_and_scenario_flags(talk)
     talk.add_argument(
@@ -155,7 +158,10 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=8080, help="port to listen on (0: any free port)"
     )
     serve.add_argument(
-        "--scenario", metavar="FILE", help="JSON or TOML scenario (default: the agent echoes)"
+        "--scenario",
+        metavar="FILE",
+        help="JSON or TOML scenario, or 'example' / 'demo' for a bundled one "
+        "(default: the agent echoes)",
     )
     serve.add_argument(
         "--drop-after",

@@ -25,12 +25,13 @@ import trio
 
 from millis_proto import SAMPLE_RATE, ConfigError, MillisError
 
+from ..examples import demo_wav
 from ..load import CallPlan, LoadPlan, LoadStats, run_load, run_workers, speech_end
 from ..load.report import make_progress, summary_dict, summary_text, write_csv, write_json
 from ..load.runner import MAX_CALLS, MAX_DURATION, MAX_SESSIONS, MAX_WORKERS
 from ..local_agent import _read_all
-from .options import build_target
-from .talk import DATA, _open_source
+from .options import build_target, scenario_path
+from .talk import _open_source
 
 __all__ = ["LoadFailed", "add_load_parser", "load_command"]
 
@@ -216,10 +217,11 @@ def load_command(args: argparse.Namespace) -> int:
         include_metadata_in_prompt=args.include_metadata_in_prompt,
         session_id=None,
     )
-    pcm = _read_input(args.input or str(DATA / "demo.wav"))
+    pcm = _read_input(args.input or str(demo_wav()))
     raise_fd_limit()
     with ExitStack() as stack:
-        url = stack.enter_context(local_server(args.scenario)) if target.local else target.endpoint
+        scenario = scenario_path(args.scenario)
+        url = stack.enter_context(local_server(scenario)) if target.local else target.endpoint
         call = CallPlan(
             url=url,
             request=target.request,

@@ -11,7 +11,7 @@ from typing import Any
 
 from millis_proto import US_WEST, ConfigError, StartRequest, parse_endpoint
 
-__all__ = ["LOCAL_AGENT", "Target", "build_target", "load_json_object"]
+__all__ = ["LOCAL_AGENT", "Target", "build_target", "load_json_object", "scenario_path"]
 
 #: Pseudo-endpoint meaning "the built-in local agent, in this process".
 LOCAL_AGENT = "local"
@@ -104,3 +104,16 @@ def build_target(
         session_id=session_id,
     )
     return Target(endpoint=endpoint, request=request)
+
+
+def scenario_path(value: str | None) -> str | None:
+    """``--scenario``: a file, or ``example`` / ``demo`` for the bundled ones.
+
+    A file of that name in the current directory wins over the bundled scenario.
+    """
+    from .. import examples
+
+    bundled = {"example": examples.example_scenario, "demo": examples.demo_scenario}
+    if value in bundled and not Path(value).exists():
+        return str(bundled[value]())
+    return value

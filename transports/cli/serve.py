@@ -19,13 +19,14 @@ from .._errors import BaseExceptionGroup
 from ..faults import drop_after
 from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..server import ServerAddress, ServerSession, serve
+from .options import scenario_path
 from .output import Lines
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve until interrupted, one line per session event on stdout."""
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    setup = load_setup(args.scenario)
+    setup = load_setup(scenario_path(args.scenario))
     out = Lines()
     started: dict[int, tuple[int, float]] = {}  # per connection: its number, its start
     connections = 0

@@ -6,7 +6,6 @@ import argparse
 import functools
 import sys
 from contextlib import AbstractAsyncContextManager, ExitStack
-from pathlib import Path
 
 import trio
 import trio.testing
@@ -34,16 +33,16 @@ from millis_proto import (
 from .._client import ClientSession
 from .._session import background
 from ..conversation import Outcome, run_conversation
+from ..examples import demo_scenario, demo_wav
 from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..memory import connect_in_memory
 from ..reconnect import Opener, ReconnectingSession, open_reconnecting
+from ..turn_latency import TurnLatency
 from .eventlog import EventLog
-from .options import Target, build_target
+from .options import Target, build_target, scenario_path
 from .output import STDOUT, Lines, ensure_directory
-from .turn_latency import TurnLatency
 from .view import View, make_view
 
-DATA = Path(__file__).parent / "data"
 #: Log a level line per source at most this often (blocks come every 20 ms).
 LEVEL_LOG_INTERVAL = 0.1
 #: Say "waiting for the server…" when it has not said ``onready`` after this long.
@@ -74,7 +73,7 @@ def talk_command(args: argparse.Namespace) -> int:
         output_path=args.output,
         events_path=args.events,
         record_path=args.record,
-        scenario=args.scenario,
+        scenario=scenario_path(args.scenario),
     )
 
 
@@ -97,11 +96,11 @@ def demo_command(args: argparse.Namespace) -> int:
     return _run(
         args,
         target,
-        input_path=str(DATA / "demo.wav"),
+        input_path=str(demo_wav()),
         output_path=str(out / "reply.wav"),
         events_path=str(out / "events.jsonl"),
         record_path=None,
-        scenario=str(DATA / "demo_scenario.json"),
+        scenario=str(demo_scenario()),
     )
 
 
