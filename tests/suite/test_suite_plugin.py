@@ -109,3 +109,14 @@ def test_the_caller_fixture_writes_cases_in_python(tmp_path: Path) -> None:
     assert (
         "turn 1: function expected 'get_forecast', measured: onfunction get_weather" in proc.stdout
     )
+
+
+def test_the_caller_fixture_calls_a_real_endpoint_in_real_time(tmp_path: Path) -> None:
+    from serve_helpers import serve_process
+
+    scenario = str(EXAMPLES / "suite_scenario.json")
+    test = PY_CASE.format(scenario=scenario).split("\n\ndef test_a_python")[0]
+    (tmp_path / "test_live_case.py").write_text(test)
+    with serve_process("--scenario", scenario) as (url, _):
+        proc = _pytest(tmp_path, "--millis-endpoint", url, "test_live_case.py")
+    assert "1 passed" in proc.stdout, proc.stdout[-3000:]

@@ -188,3 +188,40 @@ def test_unwritable_outputs_fail_with_one_sentence(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "cannot write --junit '/dev/full' (No space left on device)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_live_progress_on_a_tty() -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [EXE, "test", str(EXAMPLES / "suite.toml")],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child side is closed and everything was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    text = out.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert "0/2 done, 0 passing, 1 running" in text
+    assert "1/2 done, 1 passing, 1 running" in text
+    assert "\r\x1b[2K" in text  # the status line is rewritten in place
+    assert f"PASS {CASE1}" in text
