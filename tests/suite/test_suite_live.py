@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from serve_helpers import serve_process
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-EXE = str(Path(sys.executable).with_name("millis-proto"))
+from suite_helpers import EXAMPLES, EXE, run
 
 SHORT = """
 [suite]
@@ -39,14 +35,7 @@ params = { city = "London" }
 
 
 def _run(suite: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, "test", str(suite), "--endpoint", url, *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run([EXE, "test", str(suite), "--endpoint", url, *extra])
 
 
 def test_a_short_suite_against_serve_in_real_time(tmp_path: Path) -> None:

@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import wave
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from suite_helpers import CASE1, EXAMPLES, EXE, copy_example, run
 
 from transports.suite import load_suite, run_suite
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-EXE = str(Path(sys.executable).with_name("millis-proto"))
-CASE1 = "asks the weather, then changes its mind"
 
-
-def _cli(
-    *args: str, cwd: Path | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, "test", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-    )
-
-
-def _copy_example(tmp_path: Path) -> Path:
-    for name in ("suite.toml", "suite_scenario.json"):
-        shutil.copy(EXAMPLES / name, tmp_path / name)
-    return tmp_path / "suite.toml"
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return run([EXE, "test", *args], cwd=cwd)
 
 
 def test_example_passes_and_two_virtual_runs_are_identical(tmp_path: Path) -> None:
@@ -100,7 +78,7 @@ def test_cli_passes_offline_in_seconds_with_junit_and_report(tmp_path: Path) -> 
 
 
 def test_a_changed_expectation_fails_with_exit_1_naming_turn_and_value(tmp_path: Path) -> None:
-    suite = _copy_example(tmp_path)
+    suite = copy_example(tmp_path)
     text = suite.read_text()
     suite.write_text(text.replace('function = "get_weather"', 'function = "get_forecast"', 1))
     proc = _cli(str(suite), "--junit", str(tmp_path / "j.xml"))
@@ -118,7 +96,7 @@ def test_a_changed_expectation_fails_with_exit_1_naming_turn_and_value(tmp_path:
 
 
 def test_a_bad_suite_exits_2_with_one_sentence(tmp_path: Path) -> None:
-    suite = _copy_example(tmp_path)
+    suite = copy_example(tmp_path)
     suite.write_text(suite.read_text().replace("latency_ms = 1500", "latency = 1500"))
     proc = _cli(str(suite))
     assert proc.returncode == 2

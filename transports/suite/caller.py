@@ -41,7 +41,6 @@ from millis_proto import (
     AgentAudio,
     AgentState,
     AgentStateChanged,
-    ConnectionClosed,
     Event,
     MillisError,
     PlaybackChunk,
@@ -270,17 +269,10 @@ class ScriptedCaller:
                     self._state = event.state
                 elif isinstance(event, Ready) and self._ready_at is None:
                     self._ready_at = t
-                elif isinstance(event, ConnectionClosed) and not event.normal:
-                    self.log.errors.append(
-                        f"the session closed with code {event.code}"
-                        + (f" ({event.reason})" if event.reason else "")
-                        + "."
-                    )
                 self._notify()
         except MillisError as exc:
-            message = str(exc)
-            if not any(message.startswith(e.rstrip(".")) for e in self.log.errors):
-                self.log.errors.append(message)
+            # How an abnormal end shows (lost, closed with an error code, broken framing).
+            self.log.errors.append(str(exc))
         finally:
             self._ended_at = self.now()
             self._notify()
