@@ -46,8 +46,9 @@ def test_toml_and_json_files_are_left_alone_unless_asked(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "1 passed" in proc.stdout  # only the Python test: suite.toml not collected
     (tmp_path / "pytest.ini").write_text("[pytest]\nmillis_suites = suite.toml\n")
-    proc = _pytest(tmp_path)
-    assert "3 passed" in proc.stdout, proc.stdout[-3000:]
+    proc = _pytest(tmp_path, "--collect-only", "-q")
+    assert "3 tests collected" in proc.stdout, proc.stdout[-3000:]
+    assert f"suite.toml::{CASE1}" in proc.stdout
     # A TOML file named explicitly but without a [suite] table is not ours.
     (tmp_path / "other.toml").write_text("[tool]\nx = 1\n")
     proc = _pytest(tmp_path, "other.toml")

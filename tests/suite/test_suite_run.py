@@ -20,12 +20,12 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     return run([EXE, "test", *args], cwd=cwd)
 
 
-def test_example_passes_and_two_virtual_runs_are_identical(tmp_path: Path) -> None:
+def test_example_passes_and_virtual_runs_are_identical(tmp_path: Path) -> None:
     loaded = load_suite(EXAMPLES / "suite.toml")
-    first = run_suite(loaded, out_dir=tmp_path / "a")
-    second = run_suite(loaded, out_dir=tmp_path / "b")
+    first, *others = (run_suite(loaded, out_dir=tmp_path / d) for d in "abc")
     assert first.passed, [v.message for r in first.results for v in r.failures]
-    for a, b in zip(first.results, second.results, strict=True):
+    pairs = [p for other in others for p in zip(first.results, other.results, strict=True)]
+    for a, b in pairs:
         assert a.verdicts == b.verdicts
         assert a.observation == b.observation
         assert a.directory is not None and b.directory is not None
