@@ -36,10 +36,10 @@ def test_the_example_suite_parses_with_defaults_applied() -> None:
     turn1, turn2, turn3 = first.turns
     assert turn1.expect.function == "get_weather"
     assert turn1.expect.params == {"city": "Paris"}
-    assert turn1.expect.latency_ms == 1500  # the turn's own budget wins
+    assert turn1.expect.latency_ms == 2000  # the turn's own budget wins
     assert turn3.expect.latency_ms == 2500  # the suite default
     assert turn2.barge_in_after_ms == 800
-    assert turn2.expect.interrupted_within_ms == 300
+    assert turn2.expect.interrupted_within_ms == 500
     assert first.expect.session_ended is True
     assert second.metadata == {"caller": "suite", "plan": "free"}
     assert second.expect.session_ended is False

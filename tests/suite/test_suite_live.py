@@ -23,12 +23,12 @@ say = "What's the weather in Paris?"
 transcript = "weather in Paris"
 function = "get_weather"
 params = { city = "Paris" }
-latency_ms = 1500
+latency_ms = 2000
 [[case.turn]]
 say = "Actually, make that London."
 barge_in_after_ms = 500
 [case.turn.expect]
-interrupted_within_ms = 400
+interrupted_within_ms = 500
 function = "get_weather"
 params = { city = "London" }
 """

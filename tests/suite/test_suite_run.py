@@ -97,7 +97,7 @@ def test_a_changed_expectation_fails_with_exit_1_naming_turn_and_value(tmp_path:
 
 def test_a_bad_suite_exits_2_with_one_sentence(tmp_path: Path) -> None:
     suite = copy_example(tmp_path)
-    suite.write_text(suite.read_text().replace("latency_ms = 1500", "latency = 1500"))
+    suite.write_text(suite.read_text().replace("latency_ms = 2000", "latency = 2000"))
     proc = _cli(str(suite))
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"millis-proto: {suite}: case[0].turn[0].expect.latency:")
