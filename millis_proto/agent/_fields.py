@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from ..agent_config import json_type_name
 from ..errors import ConfigError
+
+if sys.version_info >= (3, 11):  # tomllib joined the standard library in 3.11
+    import tomllib
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -99,3 +103,24 @@ def check_tuple(name: str, value: object, kind: type) -> None:
     for i, item in enumerate(value):
         if not isinstance(item, kind):
             raise field_error(f"{name}[{i}]", f"must be a {kind.__name__}.")
+
+
+def parse_document(text: str, format: Literal["json", "toml"], what: str) -> object:
+    """Decode a JSON or TOML document; :class:`ConfigError` with the parser's reason, e.g.
+    ``"scenario is not valid TOML (...)."`` (``what`` names the document), or for TOML
+    on Python 3.10 (no ``tomllib``)."""
+    if format == "json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{what} is not valid JSON ({exc}).") from None
+    if format != "toml":
+        raise ConfigError(f"{what} format must be 'json' or 'toml', not {format!r}.")
+    if sys.version_info >= (3, 11):
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{what} is not valid TOML ({exc}).") from None
+    raise ConfigError(  # pragma: no cover  (only on Python 3.10)
+        f"TOML needs Python 3.11 or later (tomllib); write the {what} in JSON."
+    )

@@ -15,15 +15,12 @@ WAVs listed by :meth:`Scenario.audio_paths` and passes their PCM to the agent.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..agent_config import json_type_name
 from ..envelope import ABSENT
-from ..errors import ConfigError
 from ._fields import (
     check_json,
     check_keys,
@@ -32,14 +29,12 @@ from ._fields import (
     check_str,
     check_tuple,
     field_error,
+    parse_document,
     prefixed,
     require_list,
     require_mapping,
 )
 from .turns import TurnConfig
-
-if sys.version_info >= (3, 11):  # tomllib joined the standard library in 3.11
-    import tomllib
 
 __all__ = ["FunctionCallSpec", "MessageSpec", "Scenario", "Turn", "load_scenario"]
 
@@ -257,24 +252,5 @@ def load_scenario(text: str, format: Literal["json", "toml"] = "json") -> Scenar
     Raises :class:`ConfigError` when the text does not parse (with the parser's reason),
     when a field is invalid (naming it), or for TOML on Python 3.10 (no ``tomllib``).
     """
-    if format == "json":
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"scenario is not valid JSON ({exc}).") from None
-    elif format == "toml":
-        obj = _parse_toml(text)
-    else:
-        raise ConfigError(f"scenario format must be 'json' or 'toml', not {format!r}.")
+    obj = parse_document(text, format, "scenario")
     return Scenario.from_dict(obj)
-
-
-def _parse_toml(text: str) -> object:
-    if sys.version_info >= (3, 11):
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"scenario is not valid TOML ({exc}).") from None
-    raise ConfigError(  # pragma: no cover  (only on Python 3.10)
-        "TOML scenarios need Python 3.11 or later (tomllib); use JSON."
-    )

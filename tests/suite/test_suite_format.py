@@ -36,10 +36,10 @@ def test_the_example_suite_parses_with_defaults_applied() -> None:
     turn1, turn2, turn3 = first.turns
     assert turn1.expect.function == "get_weather"
     assert turn1.expect.params == {"city": "Paris"}
-    assert turn1.expect.latency_ms == 1500  # the turn's own budget wins
+    assert turn1.expect.latency_ms == 2000  # the turn's own budget wins
     assert turn3.expect.latency_ms == 2500  # the suite default
     assert turn2.barge_in_after_ms == 800
-    assert turn2.expect.interrupted_within_ms == 300
+    assert turn2.expect.interrupted_within_ms == 500
     assert first.expect.session_ended is True
     assert second.metadata == {"caller": "suite", "plan": "free"}
     assert second.expect.session_ended is False
@@ -126,7 +126,7 @@ def _escape(text: str) -> str:
             "case[0].agent_config: must be an object",
         ),
         (MINIMAL + '[[case]]\nname = "c"\n[[case.turn]]\nsay = "a"\n', "case[1].name: 'c' is used"),
-        ("not toml [", "the suite is not valid TOML"),
+        ("not toml [", "suite is not valid TOML"),
     ],
 )
 def test_bad_documents_are_named(text: str, message: str) -> None:
@@ -144,3 +144,20 @@ def test_load_suite_names_the_file_and_missing_paths(tmp_path: Path) -> None:
         load_suite(path)
     with pytest.raises(ConfigError, match="cannot read the suite"):
         load_suite(tmp_path / "missing.toml")
+
+
+def test_suites_md_documents_exactly_the_known_keys() -> None:
+    import re
+
+    from transports.suite import format as fmt
+
+    doc = (ROOT / "transports" / "suite" / "SUITES.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", doc, re.M))
+    known = (fmt._SUITE_KEYS | fmt._TURN_KEYS | fmt._TURN_EXPECT_KEYS | fmt._CASE_EXPECT_KEYS) - {
+        "expect",
+        "transcript_max_wer",
+    }
+    assert known <= documented, known - documented
+    assert documented <= known | fmt._CASE_KEYS | fmt._DEFAULT_KEYS
+    for key in (fmt._CASE_KEYS | fmt._DEFAULT_KEYS) - {"turn", "expect"}:
+        assert f"`{key}`" in doc, key

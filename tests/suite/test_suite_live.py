@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from serve_helpers import serve_process
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-EXE = str(Path(sys.executable).with_name("millis-proto"))
+from suite_helpers import EXAMPLES, EXE, run
 
 SHORT = """
 [suite]
@@ -27,26 +23,19 @@ say = "What's the weather in Paris?"
 transcript = "weather in Paris"
 function = "get_weather"
 params = { city = "Paris" }
-latency_ms = 1500
+latency_ms = 2000
 [[case.turn]]
 say = "Actually, make that London."
 barge_in_after_ms = 500
 [case.turn.expect]
-interrupted_within_ms = 400
+interrupted_within_ms = 500
 function = "get_weather"
 params = { city = "London" }
 """
 
 
 def _run(suite: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, "test", str(suite), "--endpoint", url, *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run([EXE, "test", str(suite), "--endpoint", url, *extra])
 
 
 def test_a_short_suite_against_serve_in_real_time(tmp_path: Path) -> None:

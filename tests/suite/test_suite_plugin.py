@@ -6,36 +6,19 @@ entry point exactly as for a user.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-CASE1 = "asks the weather, then changes its mind"
+from suite_helpers import CASE1, EXAMPLES, copy_example, run
 
 
 def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rN", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-    )
-
-
-def _copy_example(where: Path) -> Path:
-    for name in ("suite.toml", "suite_scenario.json"):
-        shutil.copy(EXAMPLES / name, where / name)
-    return where / "suite.toml"
+    return run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rN", *args], cwd=cwd)
 
 
 def test_the_example_suite_runs_as_pytest_items(tmp_path: Path) -> None:
-    _copy_example(tmp_path)
+    copy_example(tmp_path)
     proc = _pytest(tmp_path, "suite.toml", "-v")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert f"suite.toml::{CASE1} PASSED" in proc.stdout
@@ -43,7 +26,7 @@ def test_the_example_suite_runs_as_pytest_items(tmp_path: Path) -> None:
 
 
 def test_a_failing_case_reports_the_expectation_and_measured_value(tmp_path: Path) -> None:
-    suite = _copy_example(tmp_path)
+    suite = copy_example(tmp_path)
     text = suite.read_text().replace('response = "sunny"', 'response = "snowing"')
     suite.write_text(text)
     proc = _pytest(tmp_path, "--millis-suite", "suite.toml", "--millis-out-dir", "out")
@@ -57,14 +40,15 @@ def test_a_failing_case_reports_the_expectation_and_measured_value(tmp_path: Pat
 
 
 def test_toml_and_json_files_are_left_alone_unless_asked(tmp_path: Path) -> None:
-    _copy_example(tmp_path)
+    copy_example(tmp_path)
     (tmp_path / "test_nothing.py").write_text("def test_ok():\n    pass\n")
     proc = _pytest(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "1 passed" in proc.stdout  # only the Python test: suite.toml not collected
     (tmp_path / "pytest.ini").write_text("[pytest]\nmillis_suites = suite.toml\n")
-    proc = _pytest(tmp_path)
-    assert "3 passed" in proc.stdout, proc.stdout[-3000:]
+    proc = _pytest(tmp_path, "--collect-only", "-q")
+    assert "3 tests collected" in proc.stdout, proc.stdout[-3000:]
+    assert f"suite.toml::{CASE1}" in proc.stdout
     # A TOML file named explicitly but without a [suite] table is not ours.
     (tmp_path / "other.toml").write_text("[tool]\nx = 1\n")
     proc = _pytest(tmp_path, "other.toml")
@@ -72,7 +56,7 @@ def test_toml_and_json_files_are_left_alone_unless_asked(tmp_path: Path) -> None
 
 
 def test_a_bad_suite_is_a_collection_error_naming_the_key(tmp_path: Path) -> None:
-    suite = _copy_example(tmp_path)
+    suite = copy_example(tmp_path)
     suite.write_text(suite.read_text().replace("barge_in_after_ms", "barge_in_ms"))
     proc = _pytest(tmp_path, "suite.toml")
     assert proc.returncode == 2
@@ -109,3 +93,14 @@ def test_the_caller_fixture_writes_cases_in_python(tmp_path: Path) -> None:
     assert (
         "turn 1: function expected 'get_forecast', measured: onfunction get_weather" in proc.stdout
     )
+
+
+def test_the_caller_fixture_calls_a_real_endpoint_in_real_time(tmp_path: Path) -> None:
+    from serve_helpers import serve_process
+
+    scenario = str(EXAMPLES / "suite_scenario.json")
+    test = PY_CASE.format(scenario=scenario).split("\n\ndef test_a_python")[0]
+    (tmp_path / "test_live_case.py").write_text(test)
+    with serve_process("--scenario", scenario) as (url, _):
+        proc = _pytest(tmp_path, "--millis-endpoint", url, "test_live_case.py")
+    assert "1 passed" in proc.stdout, proc.stdout[-3000:]

@@ -3,51 +3,29 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import wave
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from suite_helpers import CASE1, EXAMPLES, EXE, copy_example, run
 
 from transports.suite import load_suite, run_suite
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-EXE = str(Path(sys.executable).with_name("millis-proto"))
-CASE1 = "asks the weather, then changes its mind"
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return run([EXE, "test", *args], cwd=cwd)
 
 
-def _cli(
-    *args: str, cwd: Path | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, "test", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-    )
-
-
-def _copy_example(tmp_path: Path) -> Path:
-    for name in ("suite.toml", "suite_scenario.json"):
-        shutil.copy(EXAMPLES / name, tmp_path / name)
-    return tmp_path / "suite.toml"
-
-
-def test_example_passes_and_two_virtual_runs_are_identical(tmp_path: Path) -> None:
+def test_example_passes_and_virtual_runs_are_identical(tmp_path: Path) -> None:
     loaded = load_suite(EXAMPLES / "suite.toml")
-    first = run_suite(loaded, out_dir=tmp_path / "a")
-    second = run_suite(loaded, out_dir=tmp_path / "b")
+    first, *others = (run_suite(loaded, out_dir=tmp_path / d) for d in "abc")
     assert first.passed, [v.message for r in first.results for v in r.failures]
-    for a, b in zip(first.results, second.results, strict=True):
+    pairs = [p for other in others for p in zip(first.results, other.results, strict=True)]
+    for a, b in pairs:
         assert a.verdicts == b.verdicts
         assert a.observation == b.observation
         assert a.directory is not None and b.directory is not None
@@ -100,7 +78,7 @@ def test_cli_passes_offline_in_seconds_with_junit_and_report(tmp_path: Path) -> 
 
 
 def test_a_changed_expectation_fails_with_exit_1_naming_turn_and_value(tmp_path: Path) -> None:
-    suite = _copy_example(tmp_path)
+    suite = copy_example(tmp_path)
     text = suite.read_text()
     suite.write_text(text.replace('function = "get_weather"', 'function = "get_forecast"', 1))
     proc = _cli(str(suite), "--junit", str(tmp_path / "j.xml"))
@@ -118,8 +96,8 @@ def test_a_changed_expectation_fails_with_exit_1_naming_turn_and_value(tmp_path:
 
 
 def test_a_bad_suite_exits_2_with_one_sentence(tmp_path: Path) -> None:
-    suite = _copy_example(tmp_path)
-    suite.write_text(suite.read_text().replace("latency_ms = 1500", "latency = 1500"))
+    suite = copy_example(tmp_path)
+    suite.write_text(suite.read_text().replace("latency_ms = 2000", "latency = 2000"))
     proc = _cli(str(suite))
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"millis-proto: {suite}: case[0].turn[0].expect.latency:")
@@ -188,3 +166,40 @@ def test_unwritable_outputs_fail_with_one_sentence(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "cannot write --junit '/dev/full' (No space left on device)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_live_progress_on_a_tty() -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [EXE, "test", str(EXAMPLES / "suite.toml")],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child side is closed and everything was read
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    text = out.decode()
+    assert proc.returncode == 0, proc.stderr
+    assert "0/2 done, 0 passing, 1 running" in text
+    assert "1/2 done, 1 passing, 1 running" in text
+    assert "\r\x1b[2K" in text  # the status line is rewritten in place
+    assert f"PASS {CASE1}" in text

@@ -41,7 +41,6 @@ from millis_proto import (
     AgentAudio,
     AgentState,
     AgentStateChanged,
-    ConnectionClosed,
     Event,
     MillisError,
     PlaybackChunk,
@@ -134,6 +133,8 @@ class ScriptedCaller:
         self._speaking: _Speaking | None = None
         self._turns = 0
         self._reported = 0  # turns whose measurements were emitted
+        #: Turns that got no answer: turn number → why (set by the script).
+        self.turn_errors: dict[int, str] = {}
 
     # --- state ---------------------------------------------------------------------------
 
@@ -162,16 +163,19 @@ class ScriptedCaller:
     async def running(self) -> AsyncIterator[ScriptedCaller]:
         """Run the mouth, the ear and the listener around the body."""
         self._origin = anyio.current_time()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._mouth)
-            tg.start_soon(self._ear)
-            tg.start_soon(self._listen)
-            try:
-                yield self
-            finally:
-                self.report_turns()
-                self.log.ended_at = self.now()
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._mouth)
+                tg.start_soon(self._ear)
+                tg.start_soon(self._listen)
+                try:
+                    yield self
+                finally:
+                    self.log.ended_at = self.now()
+                    tg.cancel_scope.cancel()
+        finally:
+            # With every task stopped, so these events come after all the session's.
+            self.report_turns()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -205,6 +209,10 @@ class ScriptedCaller:
     def _next_chunk(self, t: float, n: int) -> bytes | None:
         speaking = self._speaking
         if speaking is None and self._pending is not None and self._pending.at <= t + _EPS:
+            # The previous turn's window closes here: its measurements are final. Reported
+            # from this task, at a block instant before any event this chunk causes, so
+            # their place in the event stream is the same every (virtual) run.
+            self.report_turns()
             speaking = self._speaking = self._pending
             self._pending = None
             speaking.start = t
@@ -270,17 +278,10 @@ class ScriptedCaller:
                     self._state = event.state
                 elif isinstance(event, Ready) and self._ready_at is None:
                     self._ready_at = t
-                elif isinstance(event, ConnectionClosed) and not event.normal:
-                    self.log.errors.append(
-                        f"the session closed with code {event.code}"
-                        + (f" ({event.reason})" if event.reason else "")
-                        + "."
-                    )
                 self._notify()
         except MillisError as exc:
-            message = str(exc)
-            if not any(message.startswith(e.rstrip(".")) for e in self.log.errors):
-                self.log.errors.append(message)
+            # How an abnormal end shows (lost, closed with an error code, broken framing).
+            self.log.errors.append(str(exc))
         finally:
             self._ended_at = self.now()
             self._notify()
@@ -351,26 +352,22 @@ class ScriptedCaller:
         (default: now); returns once the last sample has been sent."""
         if self._pending is not None or self._speaking is not None:
             raise RuntimeError("the caller is already speaking")
-        self.report_turns()
         self._turns += 1
         turn = self._turns
         start = self.now() if at is None else at
         self._pending = _Speaking(pcm, start, turn, text, barge_in)
         block_s = self._block / SAMPLE_RATE
         deadline = max(start, self.now()) + len(pcm) / 2 / SAMPLE_RATE + 2 * block_s + 1.0
-        await self._wait(lambda: len(self.log.utterances) >= turn, deadline)
+        if not await self._wait(lambda: len(self.log.utterances) >= turn, deadline):
+            raise RuntimeError("the caller's audio stopped flowing")  # the mouth task died
         return self.log.utterances[turn - 1]
 
-    def report_turns(self, errors: dict[int, str] | None = None) -> None:
-        """Emit the measurement events of every spoken turn whose window has closed (the
-        next turn has started) — or of all of them once the call is over."""
-        done = len(self.log.utterances)
-        closing = self._pending is None and self._speaking is None
-        last = done if closing else done - 1
-        while self._reported < last:
-            observed = observe_turn(
-                self.log, self._reported, (errors or {}).get(self._reported + 1)
-            )
+    def report_turns(self) -> None:
+        """Emit the measurement events of every turn spoken to its end and not yet
+        reported (called as the next turn starts, and when the call is over)."""
+        while self._reported < len(self.log.utterances):
+            index = self._reported
+            observed = observe_turn(self.log, index, self.turn_errors.get(index + 1))
             for event in measurement_events(observed):
                 self._emit(event)
             self._reported += 1
@@ -382,7 +379,7 @@ async def play_case(caller: ScriptedCaller, case: Case, audio: Sequence[bytes]) 
     Returns the turns that failed to get an answer, turn number → a sentence. The call
     stops at the first such turn. Never raises for what the agent does.
     """
-    errors: dict[int, str] = {}
+    errors = caller.turn_errors
     log = caller.log
     first = case.turns[0]
     ready = await caller.wait_ready(first.timeout_ms / 1000)
@@ -439,5 +436,4 @@ async def play_case(caller: ScriptedCaller, case: Case, audio: Sequence[bytes]) 
     else:
         if case.expect.session_ended:
             await caller.wait_ended(caller.now() + case.turns[-1].timeout_ms / 1000)
-    caller.report_turns(errors)
     return errors

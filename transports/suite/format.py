@@ -2,8 +2,8 @@
 
 A suite is a ``[suite]`` table (``name``, the local agent's ``scenario``, ``defaults``)
 and ``[[case]]`` tables, each with ``[[case.turn]]`` entries (what the caller says and
-when) and ``expect`` tables (what must happen). The README's "Test suites" section shows
-the whole shape; :func:`parse_suite` turns a document into frozen dataclasses and raises
+when) and ``expect`` tables (what must happen); ``SUITES.md`` next to this module lists
+every key. :func:`parse_suite` turns a document into frozen dataclasses and raises
 :class:`~millis_proto.ConfigError` naming the key for anything unknown or invalid, e.g.
 ``case[0].turn[1].expect.functon: unknown key (known keys: ...)``. Paths (``scenario``,
 ``audio``) are kept as written; the runner resolves them next to the suite file.
@@ -11,27 +11,22 @@ the whole shape; :func:`parse_suite` turns a document into frozen dataclasses an
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from millis_proto import ConfigError
 from millis_proto.agent._fields import (
     check_json,
     check_keys,
     check_number,
     check_str,
     field_error,
+    parse_document,
     prefixed,
     require_list,
     require_mapping,
 )
-
-if sys.version_info >= (3, 11):  # tomllib joined the standard library in 3.11
-    import tomllib
 
 __all__ = [
     "DEFAULT_GREETING_WAIT_MS",
@@ -188,27 +183,7 @@ class Suite:
 
 def parse_suite(text: str, format: Literal["json", "toml"] = "toml") -> Suite:
     """Parse a suite document; :class:`ConfigError` naming the key for any problem."""
-    if format == "json":
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"the suite is not valid JSON ({exc}).") from None
-    elif format == "toml":
-        obj = _parse_toml(text)
-    else:
-        raise ConfigError(f"suite format must be 'json' or 'toml', not {format!r}.")
-    return suite_from_dict(obj)
-
-
-def _parse_toml(text: str) -> object:
-    if sys.version_info >= (3, 11):
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"the suite is not valid TOML ({exc}).") from None
-    raise ConfigError(  # pragma: no cover  (only on Python 3.10)
-        "TOML suites need Python 3.11 or later (tomllib); use JSON."
-    )
+    return suite_from_dict(parse_document(text, format, "suite"))
 
 
 def suite_from_dict(obj: object) -> Suite:
