@@ -216,3 +216,37 @@ def test_two_hundred_sessions_for_twenty_seconds(tmp_path: Path) -> None:
     for name in ("connect_ms", "send_lateness_ms", "ping_rtt_ms", "call_s"):
         assert_percentiles(s["metrics"][name])
     print(json.dumps({k: s[k] for k in ("calls", "pacing", "load_average")}))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_suite_cases_as_calls(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    proc = load(
+        "--suite", str(ROOT / "examples" / "suite.toml"), "--sessions", "2", "--calls", "2",
+        "--json", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    s = report(out)
+    # Each call played one case of the suite (both cases: 3 + 1 turns) and passed it.
+    assert s["calls"] == {"started": 2, "connected": 2, "ok": 2, "failed": 0}
+    assert s["metrics"]["turn_ms"]["count"] == 4
+    for name in ("connect_ms", "turn_ms", "send_lateness_ms", "ping_rtt_ms"):
+        assert_percentiles(s["metrics"][name])
+
+
+def test_a_failed_suite_verdict_is_a_failed_call(tmp_path: Path) -> None:
+    suite = tmp_path / "strict.toml"
+    suite.write_text(
+        '[suite]\nname = "strict"\n\n[[case]]\nname = "too strict"\n\n'
+        '[[case.turn]]\nsay = "Hello there"\n[case.turn.expect]\nlatency_ms = 1\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "s.json"
+    proc = load("--suite", str(suite), "--sessions", "1", "--calls", "1", "--json", str(out))
+    assert proc.returncode == 1
+    assert "1 of 1 calls failed (Verdict:" in proc.stderr
+    s = report(out)
+    assert s["calls"]["failed"] == 1 and s["metrics"]["turn_ms"]["count"] == 1
+    assert s["metrics"]["turn_ms"]["p50"] > 1

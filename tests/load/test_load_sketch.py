@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transports.load import LoadStats, Sketch
-from transports.load.sketch import MIN_VALUE, RELATIVE_ACCURACY
-from transports.load.stats import PERCENTILES
+from transports.load.sketch import MIN_VALUE, RELATIVE_ACCURACY, Sketch
+from transports.load.stats import PERCENTILES, LoadStats
 
 values = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 groups = st.lists(st.lists(values, max_size=60), min_size=1, max_size=6)

@@ -26,12 +26,21 @@ import trio
 from millis_proto import SAMPLE_RATE, ConfigError, MillisError
 
 from ..examples import demo_wav
-from ..load import CallPlan, LoadPlan, LoadStats, run_load, run_workers, speech_end
+from ..load.caller import CallPlan
 from ..load.report import make_progress, summary_dict, summary_text, write_csv, write_json
-from ..load.runner import MAX_CALLS, MAX_DURATION, MAX_SESSIONS, MAX_WORKERS
-from ..local_agent import _read_all
+from ..load.runner import (
+    MAX_CALLS,
+    MAX_DURATION,
+    MAX_SESSIONS,
+    MAX_WORKERS,
+    LoadPlan,
+    run_load,
+    run_workers,
+)
+from ..load.speech import read_speech, speech_end
+from ..load.stats import LoadStats
+from ..load.suite_calls import SuiteCall, prepare_suite
 from .options import build_target, scenario_path
-from .talk import _open_source
 
 __all__ = ["LoadFailed", "add_load_parser", "load_command"]
 
@@ -64,7 +73,13 @@ def add_load_parser(load: argparse.ArgumentParser) -> None:
     how_long.add_argument(
         "--calls", type=int, metavar="M", help="place M calls in all (default: one per session)"
     )
-    load.add_argument(
+    speech = load.add_mutually_exclusive_group()
+    speech.add_argument(
+        "--suite",
+        metavar="SUITE",
+        help="each call plays the next case of this test suite (TOML or JSON)",
+    )
+    speech.add_argument(
         "--input", metavar="WAV", help="what each caller says (default: a bundled spoken question)"
     )
     load.add_argument(
@@ -130,8 +145,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _read_input(path: str) -> bytes:
-    with ExitStack() as stack:
-        pcm = _read_all(_open_source(stack, path, None))
+    pcm = read_speech(path)
     _check(len(pcm) > 0, f"--input {path}: the file holds no audio.")
     _check(
         len(pcm) / 2 / SAMPLE_RATE <= MAX_INPUT_SECONDS,
@@ -217,16 +231,24 @@ def load_command(args: argparse.Namespace) -> int:
         include_metadata_in_prompt=args.include_metadata_in_prompt,
         session_id=None,
     )
-    pcm = _read_input(args.input or str(demo_wav()))
+    scenario = scenario_path(args.scenario)
+    suite: tuple[SuiteCall, ...] = ()
+    if args.suite is not None:
+        suite, suite_scenario = prepare_suite(args.suite, target.request)
+        if scenario is None and suite_scenario is not None:
+            scenario = str(suite_scenario)
+        pcm = b""
+    else:
+        pcm = _read_input(args.input or str(demo_wav()))
     raise_fd_limit()
     with ExitStack() as stack:
-        scenario = scenario_path(args.scenario)
         url = stack.enter_context(local_server(scenario)) if target.local else target.endpoint
         call = CallPlan(
             url=url,
             request=target.request,
             audio=pcm,
             speech_end_samples=speech_end(pcm),
+            suite=suite,
             chunk_ms=args.chunk_ms,
             idle_timeout=args.idle_timeout,
             max_call_seconds=args.max_call,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -42,14 +43,16 @@ from millis_proto import (
     Ready,
     StartRequest,
 )
-from millis_proto.agent.vad import EnergyVad
 from millis_proto.pcm import ms_to_samples
 
 from .._client import ClientSession
 from ..trio import connect
 from .stats import LoadStats
 
-__all__ = ["CallPlan", "error_kind", "place_call", "speech_end"]
+if TYPE_CHECKING:
+    from .suite_calls import SuiteCall
+
+__all__ = ["CallPlan", "error_kind", "place_call"]
 
 #: Our sessions need no per-frame audio events: playback is pulled from the buffer.
 CLIENT_CONFIG = ClientConfig(emit_audio_events=False)
@@ -67,7 +70,7 @@ class CallPlan:
     request: StartRequest
     #: The caller's speech: s16le 16 kHz mono, streamed at its real-time pace.
     audio: bytes
-    #: End of the last voiced frame of ``audio``, in samples (see :func:`speech_end`).
+    #: End of the last voiced frame of ``audio``, in samples (``speech.speech_end``).
     speech_end_samples: int
     chunk_ms: float = 20.0
     idle_timeout: float = 1.0
@@ -77,18 +80,13 @@ class CallPlan:
     cafile: str | None = None
     #: Also time each agent audio frame against real time (``agent_lateness_ms``).
     agent_pacing: bool = False
+    #: With ``--suite``: the cases, played in turn instead of ``audio``.
+    suite: tuple[SuiteCall, ...] = ()
 
     @property
     def late_after(self) -> float:
         """A frame leaving more than half a frame after its capture time is late (s)."""
         return self.chunk_ms / 2000
-
-
-def speech_end(pcm: bytes) -> int:
-    """Sample index just after the last voiced 20 ms frame of ``pcm`` (its end if none)."""
-    frames = EnergyVad().push(pcm)
-    voiced = [frame.end for frame in frames if frame.voiced]
-    return min(voiced[-1], len(pcm) // 2) if voiced else len(pcm) // 2
 
 
 def error_kind(exc: BaseException) -> str:

@@ -53,6 +53,8 @@ PROGRESS_INTERVAL = 1.0
 RETRY_PAUSE = 1.0
 #: What a worker may take beyond the run's own bound before it is terminated.
 WORKER_GRACE_SECONDS = 30.0
+#: How long the final report of a worker that exited may take to arrive.
+DEAD_GRACE_SECONDS = 5.0
 #: Snapshots a worker may have in flight to the parent; more are dropped (the final one
 #: is always delivered).
 QUEUE_SIZE = 256
@@ -109,7 +111,12 @@ async def _caller(
     await trio.sleep_until(start_at)
     connected_once = False
     while trio.current_time() < hang_up_at and budget.take():
-        connected = await place_call(plan.call, stats, hang_up_at=hang_up_at)
+        if plan.call.suite:
+            from .suite_calls import place_suite_call
+
+            connected = await place_suite_call(plan.call, stats, hang_up_at=hang_up_at)
+        else:
+            connected = await place_call(plan.call, stats, hang_up_at=hang_up_at)
         if connected and not connected_once:
             connected_once = True
             stats.callers_connected += 1
@@ -195,6 +202,7 @@ def run_workers(
     latest = {i: LoadStats() for i in range(len(plans))}
     done: set[int] = set()
     failed: set[int] = set()
+    dead_since: dict[int, float] = {}
     start = time.monotonic()
     deadline = start + plan.bound_seconds + WORKER_GRACE_SECONDS
     for process in processes:
@@ -215,8 +223,12 @@ def run_workers(
                 latest[index] = LoadStats.from_dict(data)
                 if kind == "done":
                     done.add(index)
+            now = time.monotonic()
             for i, process in enumerate(processes):
-                if i not in done and not process.is_alive() and process.exitcode is not None:
+                if i in done or process.exitcode is None:
+                    continue
+                # Its last messages may still be in the pipe: give them a moment.
+                if now - dead_since.setdefault(i, now) > DEAD_GRACE_SECONDS:
                     failed.add(i)
             if time.monotonic() > deadline:
                 failed |= set(range(len(processes))) - done
