@@ -5,8 +5,9 @@ on a free loopback port and loaded by ``millis-proto load --workers 1 --agent-pa
 a fixed time. Reported per row: our pacing (share of 20 ms frames sent within half a frame
 of their capture time, and the p95 lateness), the agent's pacing as the callers hear it
 (p95/p99 of how far its audio ran behind real time), turn and connect latency, failures,
-the CPU each process used, and the machine's load average (the box is shared: read the
-figures next to it).
+the CPU each process used — also per frame, and so how many sessions one core would hold
+at 50 frames a second, a figure that does not depend on how busy the machine is — and the
+load average (the box may be shared: read the other figures next to it).
 
     .venv/bin/python bench/load_scale.py [--sessions 100,200,400] [--seconds 15]
 """
@@ -70,6 +71,7 @@ def measure(sessions: int, seconds: float) -> dict[str, Any]:
         server.terminate()
         server.wait(timeout=10)
     m = s["metrics"]
+    frames = max(s["pacing"]["frames"], 1)
     return {
         "sessions": sessions,
         "connected": s["callers_connected"],
@@ -83,6 +85,12 @@ def measure(sessions: int, seconds: float) -> dict[str, Any]:
         "connect_p95_ms": m["connect_ms"]["p95"],
         "client_cpu_%": round(100 * client_cpu / s["elapsed_s"]),
         "serve_cpu_%": round(100 * server_cpu / s["elapsed_s"]),
+        # CPU per 20 ms frame sent (the client's send + playback + events; the server's
+        # receive + agent + answer), and what one core would therefore hold at 50 frames/s.
+        "client_us_per_frame": round(1e6 * client_cpu / frames),
+        "serve_us_per_frame": round(1e6 * server_cpu / frames),
+        "client_sessions_per_core": round(1e6 / (1e6 * client_cpu / frames * 50)),
+        "serve_sessions_per_core": round(1e6 / (1e6 * server_cpu / frames * 50)),
         "load_avg_1m": s["load_average"][0],
     }
 

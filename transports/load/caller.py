@@ -98,7 +98,7 @@ def error_kind(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class _NoReady(MillisError):
+class NoReady(MillisError):
     """The session opened but ``onready`` did not come (in time, or at all)."""
 
 
@@ -123,10 +123,10 @@ class _Call:
             while True:
                 event = await session.next_event()
                 if event is None:
-                    raise _NoReady("the session ended before onready")
+                    raise NoReady("the session ended before onready")
                 if isinstance(event, Ready):
                     return
-        raise _NoReady(f"no onready within {self.plan.connect_timeout:g} s")
+        raise NoReady(f"no onready within {self.plan.connect_timeout:g} s")
 
     async def read_events(self, session: ClientSession) -> None:
         try:
@@ -179,7 +179,8 @@ class _Call:
         position = 0
         while not self.ended.is_set():
             due = origin + (position + n) / SAMPLE_RATE
-            if due > stop_at:
+            # Checked against the clock as well: a saturated sender may be far behind.
+            if due > stop_at or trio.current_time() >= stop_at:
                 return
             await trio.sleep_until(due)
             now = trio.current_time()
