@@ -250,3 +250,25 @@ def test_a_failed_suite_verdict_is_a_failed_call(tmp_path: Path) -> None:
     s = report(out)
     assert s["calls"]["failed"] == 1 and s["metrics"]["turn_ms"]["count"] == 1
     assert s["metrics"]["turn_ms"]["p50"] > 1
+
+
+async def ready_then_silent(conn: ScriptedConnection) -> None:
+    await conn.ready()
+    await conn.at(20)  # never answers (the client hangs up first)
+
+
+def test_speech_without_an_answer_is_a_failed_call(tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    with ScriptedServer(ready_then_silent) as server:
+        proc = load(
+            "--endpoint", server.url, "--sessions", "1", "--calls", "1",
+            "--input", str(short_wav(tmp_path)), "--idle-timeout", "0.2",
+            "--answer-timeout", "1", "--json", str(out),
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert "1 of 1 calls failed (NoAnswer x1)" in proc.stderr
+    s = report(out)
+    assert s["errors"] == {"NoAnswer": 1} and s["close_codes"] == {"1000": 1}
+    assert s["metrics"]["turn_ms"]["count"] == 0
+    # Hung up about a second after the end of the speech (1 s of tone).
+    assert 2.0 <= s["metrics"]["call_s"]["p50"] < 10

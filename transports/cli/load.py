@@ -96,6 +96,13 @@ def add_load_parser(load: argparse.ArgumentParser) -> None:
         help="hang up once the input is done and the agent was idle this long",
     )
     load.add_argument(
+        "--answer-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a call fails when its speech got no answer this long after it ended",
+    )
+    load.add_argument(
         "--max-call",
         type=float,
         default=60.0,
@@ -139,7 +146,14 @@ def _validate(args: argparse.Namespace) -> None:
         )
     if args.calls is not None:
         _check(1 <= args.calls <= MAX_CALLS, f"--calls must be 1 to {MAX_CALLS}.")
-    for flag in ("chunk_ms", "idle_timeout", "max_call", "connect_timeout", "ping_interval"):
+    for flag in (
+        "chunk_ms",
+        "idle_timeout",
+        "answer_timeout",
+        "max_call",
+        "connect_timeout",
+        "ping_interval",
+    ):
         value = getattr(args, flag)
         _check(value > 0 and value < MAX_DURATION, f"--{flag.replace('_', '-')} must be positive.")
 
@@ -251,6 +265,7 @@ def load_command(args: argparse.Namespace) -> int:
             suite=suite,
             chunk_ms=args.chunk_ms,
             idle_timeout=args.idle_timeout,
+            answer_timeout=args.answer_timeout,
             max_call_seconds=args.max_call,
             connect_timeout=args.connect_timeout,
             ping_interval=args.ping_interval,

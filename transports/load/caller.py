@@ -16,8 +16,10 @@ A call is what a phone would do, over the public session API (``transports.trio.
   first agent audio), ``Pong`` RTTs of the pings the loop sends every ``ping_interval``,
   and the agent's state; the first switch to ``answer`` after the end of our speech (the
   last voiced 20 ms frame of the input, as it actually left) gives ``turn_ms``.
-* **Hang up** once the input is done, the agent has been idle for ``idle_timeout`` and
-  nothing is playing; or at the run's deadline; or after ``max_call_seconds``. The server
+* **Hang up** once the agent has answered our speech, and since then has been idle for
+  ``idle_timeout`` with nothing playing (no answer within ``answer_timeout`` of the end
+  of our speech fails the call: ``NoAnswer``); or at the run's deadline; or after
+  ``max_call_seconds``. The server
   may end the call first. Every failure is counted by kind, every close by its code.
 """
 
@@ -74,6 +76,8 @@ class CallPlan:
     speech_end_samples: int
     chunk_ms: float = 20.0
     idle_timeout: float = 1.0
+    #: A call whose speech got no agent audio this long after it ended has failed.
+    answer_timeout: float = 10.0
     max_call_seconds: float = 60.0
     connect_timeout: float = 10.0
     ping_interval: float = 1.0
@@ -100,6 +104,10 @@ def error_kind(exc: BaseException) -> str:
 
 class NoReady(MillisError):
     """The session opened but ``onready`` did not come (in time, or at all)."""
+
+
+class NoAnswer(MillisError):
+    """The agent did not answer our speech within ``answer_timeout``."""
 
 
 class _Call:
@@ -206,7 +214,13 @@ class _Call:
                 input_sent_at = now
             quiet = self.state is AgentState.IDLE and not played.real_samples
             if quiet and now - max(self.idle_since, input_sent_at) >= plan.idle_timeout:
-                return
+                if not self.turn_pending:
+                    return  # answered, and quiet since: the call is done
+                if now - self.speech_end_at >= plan.answer_timeout:
+                    self.failure = NoAnswer(
+                        f"no answer within {plan.answer_timeout:g} s of the end of our speech"
+                    )
+                    return
 
 
 async def place_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: float) -> bool:
