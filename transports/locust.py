@@ -161,6 +161,8 @@ class _Call:
             sock = socket.create_connection(
                 (endpoint.host, endpoint.port), timeout=self.user.connect_timeout
             )
+        except socket.gaierror as exc:
+            raise ConnectionFailed(f"DNS lookup failed: {exc}", kind=FailureKind.DNS) from exc
         except ConnectionRefusedError as exc:
             raise ConnectionFailed(f"refused: {exc}", kind=FailureKind.REFUSED) from exc
         except TimeoutError as exc:
@@ -264,6 +266,9 @@ class _Call:
             with contextlib.suppress(OSError):  # it is closed either way
                 sock.sendall(data)
         error = failure or conn.closed.error()
+        if math.isnan(ready_at) and failure is None:
+            # Closed before onready (a rejected handshake, a refused initiate, a drop).
+            user.report("connect", self.start, error or MillisError("closed before onready"))
         if turn_pending and speech_end_at != math.inf and error is None:
             # We spoke, hung up after the idle timeout, and no answer ever came.
             user.report("turn", speech_end_at, MillisError("the agent did not answer"))
