@@ -43,6 +43,13 @@ _PLACEHOLDER_SIZES = {0, 0x7FFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF - 8}
 # First bytes of common audio containers: a file that starts like audio but does not open
 # is damaged or cut short, not "not audio".
 _AUDIO_MAGIC = {b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3\x03", b"ID3\x04"}
+# MPEG audio announces its length only in an optional Xing/Info (LAME) or VBRI header in
+# its first frame; without one libsndfile estimates the frame count from the file size and
+# the first frame's bit rate, so decoding fewer frames than that is not truncation.
+_MPEG_LENGTH_TAGS = (b"Xing", b"Info", b"VBRI")
+_ID3V2_HEADER_BYTES = 10
+#: How far into the audio the length tag is looked for (it sits in the first frame).
+_MPEG_TAG_SEARCH_BYTES = 4096
 
 
 class FileSource(BlockSource):
@@ -76,7 +83,11 @@ class FileSource(BlockSource):
         self.channels: int = self._file.channels
         self.format: str = self._file.format
         self.subtype: str = self._file.subtype
+        #: Frames announced by the header (an estimate when :attr:`length_is_estimate`).
         self.frames: int = self._file.frames
+        #: True for MPEG audio without a length header: :attr:`frames` is then a guess
+        #: and decoding fewer frames ends the file normally.
+        self.length_is_estimate = self.format == "MP3" and not _has_mpeg_length(self.path)
         self.duration_s = self.frames / self.sample_rate
         self._converter = StreamConverter(self.sample_rate)
         self._frames_read = 0
@@ -95,7 +106,7 @@ class FileSource(BlockSource):
         if len(block):
             self._frames_read += len(block)
             return self._converter.push(block)
-        if self._frames_read < self.frames:
+        if self._frames_read < self.frames and not self.length_is_estimate:
             raise AudioFileError(
                 self.path,
                 f"is truncated: its header announces {self.frames} frames, "
@@ -140,6 +151,22 @@ def _open(path: str) -> sf.SoundFile:
     if magic in _AUDIO_MAGIC:
         raise AudioFileError(path, f"is truncated or damaged ({reason})") from cause
     raise AudioFileError(path, f"is not an audio file libsndfile can read ({reason})") from cause
+
+
+def _has_mpeg_length(path: str) -> bool:
+    """Whether an MPEG audio file states its length (a Xing/Info/VBRI first frame)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_ID3V2_HEADER_BYTES)
+            if head[:3] == b"ID3" and len(head) == _ID3V2_HEADER_BYTES:
+                # An ID3v2 tag comes first; its size is "syncsafe" (7 bits per byte).
+                size = int.from_bytes(bytes(b & 0x7F for b in head[6:10]), "big")
+                f.seek(_ID3V2_HEADER_BYTES + size)
+                head = b""
+            first = head + f.read(_MPEG_TAG_SEARCH_BYTES)
+    except OSError:
+        return False
+    return any(tag in first for tag in _MPEG_LENGTH_TAGS)
 
 
 def _check_header(path: str, file: sf.SoundFile) -> None:

@@ -18,6 +18,12 @@ leaves a header claiming no audio. Here:
 The path ``"-"`` writes the WAV to standard output as a stream (for pipes): its two sizes
 are the largest a WAV can hold, the usual mark of "length unknown", and are never patched.
 
+Writes are unbuffered (each one reaches the operating system when it returns), so a
+failing disk is seen by the write that failed, never later by a flush hidden in a seek or
+in closing. When the disk is full the write raises :class:`~.errors.AudioFileError`; the
+file keeps the whole frames that fit and its header is set to count exactly those on
+close (rewriting the header needs no new space).
+
 A WAV file's sizes are 32-bit: :data:`MAX_WAV_DATA_BYTES` is the bound (about 37 hours of
 16 kHz mono, 18 of stereo). A write past it raises :class:`~.errors.AudioFileError` and
 leaves the file valid and complete up to the bound.
@@ -25,11 +31,13 @@ leaves the file valid and complete up to the bound.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import struct
 import sys
 from array import array
-from typing import BinaryIO
 
 from millis_proto import BYTES_PER_SAMPLE, SAMPLE_RATE
 
@@ -46,6 +54,16 @@ MAX_WAV_DATA_BYTES = 0xFFFFFFFF - (_HEADER_BYTES - 8)
 #: How far one channel of a :class:`CallRecorder` may run ahead of the other before the
 #: late one is taken to be silent (a source that ended, or one never started).
 MAX_RECORDER_SKEW_S = 1.0
+
+
+def _write_all(f: io.FileIO, data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file (a raw write may take only part)."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:  # None (non-blocking) or 0: no progress is possible
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        view = view[n:]
 
 
 class WavWriter(CloseOnExit):
@@ -71,15 +89,17 @@ class WavWriter(CloseOnExit):
         self._limit = MAX_WAV_DATA_BYTES - MAX_WAV_DATA_BYTES % self._frame_bytes
         self._data_bytes = 0
         self._streaming = self.path == STDOUT_PATH
+        self._file: io.FileIO | None = None
         try:
             if self._streaming:
-                self._file: BinaryIO | None = sys.stdout.buffer
-                self._file.write(self._header(data_bytes=self._limit))
+                sys.stdout.flush()  # what was printed before goes first
+                self._file = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
+                _write_all(self._file, self._header(data_bytes=self._limit))
             else:
-                self._file = open(self.path, "wb")  # noqa: SIM115  # closed by close()
-                self._file.write(self._header())
-            self._file.flush()
+                self._file = io.FileIO(self.path, "wb")  # closed by close()
+                _write_all(self._file, self._header())
         except OSError as exc:
+            self._discard()
             raise AudioFileError(self.path, f"cannot be written: {exc.strerror}") from exc
 
     @property
@@ -123,18 +143,16 @@ class WavWriter(CloseOnExit):
         if frames:
             f = self._file
             try:
-                f.write(frames)
+                if not self._streaming:
+                    f.seek(_HEADER_BYTES + self._data_bytes)
+                _write_all(f, frames)
                 self._data_bytes += len(frames)
-                if self._streaming:
-                    f.flush()
-                else:
+                if not self._streaming:
                     # Sizes after samples: an interruption here leaves the header short, not long.
                     f.seek(4)
-                    f.write(struct.pack("<I", _HEADER_BYTES - 8 + self._data_bytes))
+                    _write_all(f, struct.pack("<I", _HEADER_BYTES - 8 + self._data_bytes))
                     f.seek(_HEADER_BYTES - 4)
-                    f.write(struct.pack("<I", self._data_bytes))
-                    f.seek(0, os.SEEK_END)
-                    f.flush()
+                    _write_all(f, struct.pack("<I", self._data_bytes))
             except OSError as exc:
                 raise AudioFileError(self.path, f"cannot be written: {exc.strerror}") from exc
         if full:
@@ -147,26 +165,31 @@ class WavWriter(CloseOnExit):
         ``KeyboardInterrupt`` may have landed inside :meth:`write`, between the samples
         and the sizes that count them.
         """
-        f, self._file = self._file, None
+        f = self._file
         if f is None:
             return
         if self._streaming:
-            try:
-                f.flush()  # standard output stays open for whoever else writes to it
-            except OSError as exc:
-                raise AudioFileError(self.path, f"cannot be finalized: {exc.strerror}") from exc
+            self._discard()  # unbuffered and closefd=False: standard output stays open
             return
         try:
             end = f.seek(0, os.SEEK_END)
-            self._data_bytes = min(self._limit, end - _HEADER_BYTES)
+            # A write that failed part-way (disk full) may have left a partial frame.
+            self._data_bytes = max(0, min(self._limit, end - _HEADER_BYTES))
             self._data_bytes -= self._data_bytes % self._frame_bytes
             f.truncate(_HEADER_BYTES + self._data_bytes)
             f.seek(0)
-            f.write(self._header())
+            _write_all(f, self._header())
         except OSError as exc:
             raise AudioFileError(self.path, f"cannot be finalized: {exc.strerror}") from exc
         finally:
-            f.close()
+            # Unbuffered, so closing flushes nothing and cannot replace the error above.
+            self._discard()
+
+    def _discard(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
 
 
 class WavSink(CloseOnExit):
@@ -273,5 +296,9 @@ class CallRecorder(CloseOnExit):
         right.extend(bytes(longest - len(right)))
         try:
             self._write_common()
-        finally:
-            self._writer.close()
+        except AudioFileError:
+            # Finalize what is on disk; the write's error is the one to report.
+            with contextlib.suppress(AudioFileError):
+                self._writer.close()
+            raise
+        self._writer.close()

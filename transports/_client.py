@@ -8,6 +8,7 @@ mapping, the WebSocket handshake, the reader and the close — is here, once.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import ssl
 import time
@@ -39,7 +40,7 @@ from millis_proto import (
 )
 from millis_proto.pcm import Buffer
 
-from ._errors import STREAM_ERRORS, connect_failure, sentence
+from ._errors import STREAM_ERRORS, connect_failure, redact_error, sentence
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, check_count
 from ._session import WireSession, check_timeout, close_forcefully, running
 
@@ -57,6 +58,8 @@ __all__ = [
     "connect_settings",
     "open_failure",
     "timeout_failure",
+    "check_cleartext",
+    "is_loopback",
     "open_client",
     "session_config",
 ]
@@ -98,6 +101,8 @@ class ConnectOptions(TypedDict, total=False):
     * ``max_send_backlog`` — bytes waiting to be written above which user audio is
       dropped, counted and reported (``AudioDropped``) instead of queued (default 64 KiB;
       the native trio and asyncio transports — the anyio one waits for each write).
+    * ``allow_insecure`` — allow plain ``ws://`` to a host that is not loopback (the
+      public key then crosses the network in cleartext); refused by default.
     """
 
     config: ClientConfig | None
@@ -110,6 +115,32 @@ class ConnectOptions(TypedDict, total=False):
     wall_clock_offset: float | None
     write_timeout: float
     max_send_backlog: int
+    allow_insecure: bool
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ``::1`` (no lookup)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_cleartext(endpoint: Endpoint, *, allow_insecure: bool) -> None:
+    """Refuse ``ws://`` to a host that is not loopback unless ``allow_insecure``.
+
+    The start request carries the public key, so over plain ``ws://`` anyone on the path
+    can read it. Raises :class:`~millis_proto.ConfigError` before any I/O.
+    """
+    if endpoint.secure or allow_insecure or is_loopback(endpoint.host):
+        return
+    raise ConfigError(
+        f"refusing plain ws:// to {endpoint.host}: the public key would cross the network "
+        "unencrypted; use wss://, or allow it explicitly (--allow-insecure, or "
+        "allow_insecure=True)."
+    )
 
 
 class ClientSession(ABC):
@@ -440,13 +471,16 @@ async def open_client(
     wall_clock_offset: float | None = None,
     write_timeout: float = DEFAULT_WRITE_TIMEOUT,
     max_send_backlog: int = DEFAULT_MAX_SEND_BACKLOG,
+    allow_insecure: bool = False,
 ) -> AsyncIterator[ClientSession]:
     """Connect, run the session around the body, close it on the way out.
 
-    Raises :class:`~millis_proto.ConfigError` before any I/O for bad arguments and
+    Raises :class:`~millis_proto.ConfigError` before any I/O for bad arguments (and for
+    plain ``ws://`` to a host that is not loopback, unless ``allow_insecure``) and
     :class:`ConnectionFailed` (with its ``kind``) when the session cannot be opened.
     """
     endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
+    check_cleartext(endpoint, allow_insecure=allow_insecure)
     check_timeout(connect_timeout, "connect_timeout")
     check_count(max_queued_events, "max_queued_events")
     check_timeout(write_timeout, "write_timeout")
@@ -460,14 +494,19 @@ async def open_client(
     conn = ClientConnection(
         request, endpoint, config, wall_clock_offset=wall_clock_offset, mask_entropy=os.urandom
     )
-    session = await _open_session(
-        conn,
-        lambda: open_stream(endpoint, context),
-        connect_timeout=connect_timeout,
-        max_queued_events=max_queued_events,
-    )
-    async with running(session):
-        yield session
+    try:
+        session = await _open_session(
+            conn,
+            lambda: open_stream(endpoint, context),
+            connect_timeout=connect_timeout,
+            max_queued_events=max_queued_events,
+        )
+        async with running(session):
+            yield session
+    except MillisError as exc:
+        # Whatever the server said (a rejection body, a close reason) may echo the key.
+        redact_error(exc, request.public_key)
+        raise
 
 
 def session_config(

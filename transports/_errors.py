@@ -10,9 +10,11 @@ and text that comes from the server is passed through :func:`redact` before it i
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import ssl
 import sys
+import urllib.parse
 from collections.abc import Iterator
 
 import anyio
@@ -27,10 +29,12 @@ else:  # pragma: no cover - anyio depends on the backport below 3.11
 
 __all__ = [
     "STREAM_ERRORS",
+    "REDACTED",
     "BaseExceptionGroup",
     "connect_failure",
     "describe",
     "redact",
+    "redact_error",
     "sentence",
 ]
 
@@ -137,6 +141,36 @@ def connect_failure(exc: BaseException, endpoint: Endpoint) -> ConnectionFailed:
     )
 
 
+#: What stands in for the public key wherever it would have been shown.
+REDACTED = "<public key>"
+
+
 def redact(text: str, secret: str | None) -> str:
-    """Replace ``secret`` in text that came from the server (a close reason may echo it)."""
-    return text.replace(secret, "<public key>") if secret else text
+    """Replace ``secret`` in text about to be shown, logged or written anywhere.
+
+    The one redaction point: errors, the event log, the live view, the CLI's stderr and
+    server logs all go through it. Besides the key itself it catches the forms a server
+    echoing it is likely to use: JSON-escaped and percent-encoded.
+    """
+    if not secret:
+        return text
+    for form in _forms(secret):
+        text = text.replace(form, REDACTED)
+    return text
+
+
+def _forms(secret: str) -> list[str]:
+    forms = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe="")}
+    forms.add(urllib.parse.quote_plus(secret))
+    return sorted(forms, key=len, reverse=True)  # longest first: no half-replaced form
+
+
+def redact_error(exc: BaseException, secret: str | None) -> BaseException:
+    """Redact ``secret`` from the message of ``exc`` (in place, so its type is kept)."""
+    if secret:
+        exc.args = tuple(redact(a, secret) if isinstance(a, str) else a for a in exc.args)
+        for name in ("reason", "problem"):
+            value = getattr(exc, name, None)
+            if isinstance(value, str):
+                setattr(exc, name, redact(value, secret))
+    return exc

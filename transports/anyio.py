@@ -54,8 +54,10 @@ def connect_stream(
     For in-memory pipes (:mod:`transports.memory`), proxies and tests. The stream is used
     as it is — wrap it in TLS first if it needs TLS — and ``url`` only fills the handshake's
     ``Host`` header and path. Options, session and errors as for :func:`connect`; the
-    stream is closed when the session ends.
+    stream is closed when the session ends. Whether the stream is safe for the key is the
+    caller's call, so a ``ws://`` ``url`` is not refused here (``allow_insecure``).
     """
+    options.setdefault("allow_insecure", True)
 
     async def already_open(
         endpoint: Endpoint, context: ssl.SSLContext | None

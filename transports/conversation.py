@@ -4,20 +4,28 @@
 session: the source is streamed at its pace (then silence, like a quiet microphone), the
 sink pulls the playback buffer at its pace, every event goes to ``on_event``. It ends when
 the server closes, when the input has finished and the agent has been idle for
-``idle_timeout`` seconds, or after ``max_duration`` seconds; then the agent audio still
-buffered (a goodbye) is played out, bounded by ``drain_timeout``.
+``idle_timeout`` seconds, after ``max_duration`` seconds, or when ``stop`` is set (a
+signal); then the agent audio still buffered (a goodbye) is played out, bounded by
+``drain_timeout`` (not after ``stop``).
 
 The session may be a :class:`~transports.reconnect.ReconnectingSession`: a reconnect is
 then part of the conversation (between ``reconnecting`` and ``reconnected``), never
 counted as idle. The input keeps streaming at its pace and the sink keeps pulling
 (silence during the gap), so the outputs stay on the wall-clock timeline, and
 ``max_duration`` counts the whole call.
+
+Two kinds of failure are kept apart. The session refusing a send means it is closing or
+has ended: the input stops and the event stream says how it ended. A failure of our own
+side — the source, the sink, a tap or ``on_event``/``on_level`` raising a
+:class:`~millis_proto.MillisError` (an unreadable file, a full disk) — ends the
+conversation: the session is closed with the close handshake and that error is raised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -47,6 +55,10 @@ __all__ = ["Outcome", "Silence", "run_conversation"]
 WRITE_SHIELD_SECONDS = 5.0
 
 
+class _SendRefused(Exception):
+    """The session refused user audio: it is closing or has ended (not our failure)."""
+
+
 class Silence:
     """An endless source of zeros (a quiet microphone)."""
 
@@ -61,7 +73,7 @@ class Silence:
 class Outcome:
     """How the conversation ended."""
 
-    reason: str  # "server_closed" | "idle" | "max_duration"
+    reason: str  # "server_closed" | "idle" | "max_duration" | "stopped"
     closed: ConnectionClosed | None
     sent_samples: int
     played_samples: int
@@ -80,8 +92,13 @@ async def run_conversation(
     drain_timeout: float = 30.0,
     user_taps: Sequence[AudioSink] = (),
     agent_taps: Sequence[AudioSink] = (),
+    stop: anyio.Event | None = None,
 ) -> Outcome:
-    """Run the conversation; see the module docstring. Errors of the session propagate."""
+    """Run the conversation; see the module docstring.
+
+    Errors of the session propagate, and so does the first error of our own side (after
+    the session was closed); the sink and taps are not closed here, their owner does it.
+    """
     origin = anyio.current_time()
     sent = 0
     input_done = anyio.Event()
@@ -91,12 +108,16 @@ async def run_conversation(
     reconnecting = False
     played = 0
     reason = "server_closed"
+    failure: MillisError | None = None  # the first failure of our side
 
     async def send(pcm: bytes) -> None:
         # Stopping the conversation cancels this task; a write cut part-way would break
         # the session (half a frame on the wire), so each write finishes, bounded.
-        with anyio.move_on_after(WRITE_SHIELD_SECONDS, shield=True):
-            await session.send_audio(pcm)
+        try:
+            with anyio.move_on_after(WRITE_SHIELD_SECONDS, shield=True):
+                await session.send_audio(pcm)
+        except MillisError as exc:
+            raise _SendRefused from exc
 
     async def send_user(pcm: bytes) -> None:
         nonlocal sent  # counted as it goes: the task may be cancelled before the input ends
@@ -123,7 +144,7 @@ async def run_conversation(
                 start=origin + sent / SAMPLE_RATE,
                 taps=user_taps,
             )
-        except MillisError:
+        except _SendRefused:
             # The session is closing or has ended (normally or not): stop sending. The
             # event stream ends with ConnectionClosed, and the check after the loop
             # raises the session's error if the end was abnormal. No more input will go
@@ -149,13 +170,28 @@ async def run_conversation(
             on_level=on_level,
         )
 
+    def fail(exc: MillisError) -> None:
+        nonlocal failure
+        if failure is None:
+            failure = exc
+        tg.cancel_scope.cancel()
+
+    async def guarded(pump: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await pump()
+        except MillisError as exc:  # the source, the sink, a tap or a callback
+            fail(exc)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(send_input)
-        tg.start_soon(play)
+        tg.start_soon(guarded, send_input)
+        tg.start_soon(guarded, play)
         events = session.events()
         deadline = math.inf if max_duration is None else origin + max_duration
         while True:
             now = anyio.current_time()
+            if stop is not None and stop.is_set():
+                reason = "stopped"
+                break
             if now >= deadline:
                 reason = "max_duration"
                 break
@@ -177,8 +213,11 @@ async def run_conversation(
                     break
             if event is None:
                 continue
-            t = anyio.current_time() - origin
-            on_event(t, event)
+            try:
+                on_event(anyio.current_time() - origin, event)
+            except MillisError as exc:
+                fail(exc)
+                break
             if isinstance(event, AgentStateChanged):
                 state = event.state
                 idle_since = anyio.current_time()
@@ -188,6 +227,14 @@ async def run_conversation(
             if isinstance(event, ConnectionClosed):
                 break
         tg.cancel_scope.cancel()
+    if failure is not None:
+        # Our side failed: say goodbye properly, then report it (nothing is drained into
+        # a sink that may be the thing that failed).
+        await session.aclose()
+        with contextlib.suppress(MillisError):
+            async for event in session.events():
+                on_event(anyio.current_time() - origin, event)
+        raise failure
     if reason == "server_closed":
         # None after a normal end; raises ConnectionLost / ConnectionClosedByServer /
         # RemoteProtocolError otherwise (outside the task group, so it is not wrapped in
@@ -200,7 +247,7 @@ async def run_conversation(
     # Play out what is still buffered (a goodbye before the server's close), bounded.
     end = anyio.current_time()
     with anyio.move_on_after(drain_timeout):
-        while session.client.playback.queued_samples:
+        while reason != "stopped" and session.client.playback.queued_samples:
             block = round(chunk_ms * SAMPLE_RATE / 1000)
             await play_to_sink(
                 pull,

@@ -327,7 +327,7 @@ async def test_connection_refused(connect: Any, closed_port: int, start_request:
 async def test_unknown_host(connect: Any, start_request: Any) -> None:
     # .invalid never resolves (RFC 6761), so this needs no network.
     with pytest.raises(ConnectionFailed) as caught:
-        async with connect("ws://millis.invalid/millis", start_request, connect_timeout=5):
+        async with connect("wss://millis.invalid/millis", start_request, connect_timeout=5):
             pytest.fail("resolved .invalid")
     assert caught.value.kind is FailureKind.DNS
     assert "'millis.invalid'" in str(caught.value)

@@ -2,20 +2,22 @@
 
 Exit status: 0 when the session ended normally (the server ended it, or the input finished
 and the agent went idle); 1 with one sentence on stderr for a lost connection, a refused
-certificate, a rejected handshake, an unreadable WAV; 2 for invalid flags or config; 130
-after Ctrl-C (the session is closed cleanly first); ``test`` exits 1 when a case failed.
-Files being written are valid in every case. The public key never appears in any output.
+certificate, a rejected handshake, an unreadable audio file, a full disk; 2 for invalid
+flags or config; 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP (the session is
+closed cleanly first); ``test`` exits 1 when a case failed. Files being written are valid
+in every case. The public key never appears in any output.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from millis_proto import MillisError, __version__
 
-from .._errors import BaseExceptionGroup
+from .._errors import BaseExceptionGroup, redact
 from .output import stdout_closed
 
 __all__ = ["main"]
@@ -139,6 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_tls_and_scenario_flags(talk)
     talk.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow plain ws:// to a host that is not loopback (sends the key unencrypted)",
+    )
+    talk.add_argument(
         "--fast",
         action="store_true",
         help="virtual time (local agent with --input and --output only)",
@@ -231,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stdout_closed()
         return 0
     except (KeyboardInterrupt, MillisError, BaseExceptionGroup) as exc:
-        return _report(exc)
+        secret = getattr(args, "public_key", None) or os.environ.get("MILLIS_PUBLIC_KEY")
+        return _report(exc, secret)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -241,7 +249,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _report(exc: BaseException) -> int:
+def _report(exc: BaseException, secret: str | None = None) -> int:
     """One sentence on stderr and the exit status; anything unexpected is re-raised."""
     from millis_proto import ConfigError
 
@@ -255,7 +263,7 @@ def _report(exc: BaseException) -> int:
     errors = [leaf for leaf in leaves if isinstance(leaf, MillisError)]
     if not errors:
         raise exc
-    sys.stderr.write(f"millis-proto: {errors[0]}\n")
+    sys.stderr.write(f"millis-proto: {redact(str(errors[0]), secret)}\n")
     return 2 if isinstance(errors[0], ConfigError) else 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from dataclasses import dataclass
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from millis_proto import US_WEST, ConfigError, StartRequest, parse_endpoint
+
+from .._client import is_loopback
 
 __all__ = ["LOCAL_AGENT", "Target", "build_target", "load_json_object", "scenario_path"]
 
@@ -51,13 +52,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
 
 
 def _is_loopback(url: str) -> bool:
-    host = parse_endpoint(url).host
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(parse_endpoint(url).host)
 
 
 def build_target(

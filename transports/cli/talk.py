@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, ExitStack
 
+import anyio
 import trio
 import trio.testing
 
@@ -196,12 +199,54 @@ def _connect(
         from .. import trio as trio_transport
 
         def opener(request: StartRequest) -> AbstractAsyncContextManager[ClientSession]:
-            return trio_transport.connect(target.endpoint, request, cafile=args.cafile)
+            return trio_transport.connect(
+                target.endpoint,
+                request,
+                cafile=args.cafile,
+                allow_insecure=getattr(args, "allow_insecure", False),
+            )
 
     attempts = getattr(args, "reconnect", 0)
     if attempts:
         return open_reconnecting(opener, target.request, ReconnectPolicy(max_attempts=attempts))
     return opener(target.request)
+
+
+class _Stopper:
+    """SIGINT, SIGTERM and SIGHUP end the call the same way, like Ctrl-C.
+
+    During the conversation the first signal asks it to stop: the session is closed with
+    the handshake, the files are finalized and the JSONL gets its ``closed`` line. Before
+    the conversation (while connecting), or at a second signal, it is cancelled at once;
+    the files are still finalized by their ``with`` blocks.
+    """
+
+    def __init__(self) -> None:
+        self.stop = anyio.Event()
+        self.scope = trio.CancelScope()
+        self.signum: int | None = None
+        self.conversing = False
+
+    async def watch(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if self.signum is None:
+                self.signum = signum
+                self.stop.set()
+                if self.conversing:
+                    continue
+            self.scope.cancel()
+
+    def status(self) -> int:
+        """Say why on stderr; the exit status is 128 + the signal's number (130, 143, 129)."""
+        assert self.signum is not None
+        name = signal.Signals(self.signum).name
+        what = "interrupted" if self.signum == signal.SIGINT else f"stopped by {name}"
+        sys.stderr.write(f"millis-proto: {what}.\n")
+        return 128 + self.signum
+
+
+#: The signals that end a call like Ctrl-C.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _human_output(*paths: str | None) -> Lines:
@@ -230,6 +275,8 @@ def _end_reason(outcome: Outcome, args: argparse.Namespace, agent_ended: bool) -
         )
     if outcome.reason == "max_duration":
         return f"it reached --max-duration {args.max_duration:g} s"
+    if outcome.reason == "stopped":
+        return "a signal stopped it"
     if agent_ended:
         return "the agent ended the session"
     code = outcome.closed.code if outcome.closed is not None else None
@@ -255,9 +302,22 @@ def _wrote(
     return lines
 
 
-async def _talk(
+async def _talk(args: argparse.Namespace, target: Target, **paths: str | None) -> int:
+    stopper = _Stopper()
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stopper.watch, signals)
+            try:
+                status = await _converse(args, target, stopper, **paths)
+            finally:
+                nursery.cancel_scope.cancel()
+    return stopper.status() if stopper.signum is not None else status
+
+
+async def _converse(
     args: argparse.Namespace,
     target: Target,
+    stopper: _Stopper,
     *,
     input_path: str | None,
     output_path: str | None,
@@ -325,28 +385,43 @@ async def _talk(
                 await trio.sleep(WAITING_NOTICE_S)
                 view.note(trio.current_time() - origin, "waiting for the server…")
 
+        outcome: Outcome | None = None
         try:
-            async with background() as tasks:
-                tasks.start_soon(announce_waiting)
-                async with _connect(target, args, scenario) as session:
-                    origin = trio.current_time()  # "t" counts from the connection's opening
-                    outcome = await run_conversation(
-                        session,
-                        source,
-                        sink,
-                        on_event=on_event,
-                        on_level=on_level,
-                        chunk_ms=args.chunk_ms,
-                        idle_timeout=args.idle_timeout,
-                        max_duration=args.max_duration,
-                        user_taps=[recorder.user] if recorder else (),
-                        agent_taps=[recorder.agent] if recorder else (),
-                    )
-                ready.cancel()
+            with stopper.scope:
+                async with background() as tasks:
+                    tasks.start_soon(announce_waiting)
+                    async with _connect(target, args, scenario) as session:
+                        origin = trio.current_time()  # "t" counts from the connection's opening
+                        stopper.conversing = True
+                        outcome = await run_conversation(
+                            session,
+                            source,
+                            sink,
+                            on_event=on_event,
+                            on_level=on_level,
+                            chunk_ms=args.chunk_ms,
+                            idle_timeout=args.idle_timeout,
+                            max_duration=args.max_duration,
+                            user_taps=[recorder.user] if recorder else (),
+                            agent_taps=[recorder.agent] if recorder else (),
+                            stop=stopper.stop,
+                        )
+                    ready.cancel()
         except MillisError as exc:
-            log.write_dict(trio.current_time() - origin, {"event": "error", "message": str(exc)})
-            raise
+            if stopper.signum is None:
+                log.write_dict(
+                    trio.current_time() - origin, {"event": "error", "message": str(exc)}
+                )
+                raise
+            # An error while a signal stopped us (say, a close the server did not answer):
+            # the signal is what ends the call.
         t = trio.current_time() - origin
+        if outcome is None:  # cancelled by a signal before or during the conversation
+            assert stopper.signum is not None
+            log.write_dict(
+                t, {"event": "interrupted", "signal": signal.Signals(stopper.signum).name}
+            )
+            return 128 + stopper.signum
         log.write_dict(
             t,
             {

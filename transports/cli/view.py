@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from millis_proto import (
     UnknownMessage,
 )
 
+from .._errors import redact
 from .output import Lines
 
 __all__ = ["PlainView", "RichView", "View", "level_bar", "make_view"]
@@ -43,6 +45,8 @@ __all__ = ["PlainView", "RichView", "View", "level_bar", "make_view"]
 METER_FLOOR_DBFS = -60.0
 #: Width of the level bars, in characters.
 METER_WIDTH = 24
+#: Conversation lines the live panel shows.
+SHOWN_LINES = 12
 
 
 def _ms(samples: int) -> str:
@@ -132,8 +136,7 @@ class PlainView(View):
         self._secret = secret or None
 
     def _write(self, t: float, line: str) -> None:
-        if self._secret is not None:
-            line = line.replace(self._secret, "***")
+        line = redact(line, self._secret)
         self._out.write(f"[{t:7.2f}] {line}")
 
     def event(self, t: float, event: Event) -> None:
@@ -164,7 +167,8 @@ class RichView(View):
         self._secret = secret or None
         started = time.monotonic()
         self._clock = clock if clock is not None else (lambda: time.monotonic() - started)
-        self._lines: list[str] = []
+        # Only the last lines are drawn; older ones are not kept.
+        self._lines: deque[str] = deque(maxlen=SHOWN_LINES)
         self._partial: dict[str, str] = {}
         self._state = "idle"
         self._levels = {"user": -100.0, "agent": -100.0}
@@ -182,9 +186,8 @@ class RichView(View):
         from rich.text import Text
 
         convo = Text()
-        for line in self._lines[-12:]:
-            shown = line if self._secret is None else line.replace(self._secret, "***")
-            convo.append(shown + "\n")
+        for line in self._lines:
+            convo.append(line + "\n")
         for who, text in self._partial.items():
             convo.append(f"{who + ':':<7}{text}…\n", style="dim")
         status = Table.grid(padding=(0, 2))
@@ -222,10 +225,11 @@ class RichView(View):
                 self._state = "idle"
             line = _line_for(event)
             if line is not None:
-                self._lines.append(line)
+                self._lines.append(redact(line, self._secret))
         self._refresh()
 
     def _speech(self, who: str, text: str, final: bool) -> None:
+        text = redact(text, self._secret)  # partials are shown too
         if final:
             self._partial.pop(who, None)
             self._lines.append(f"{who + ':':<7}{text}")
@@ -245,7 +249,7 @@ class RichView(View):
         self._refresh()
 
     def note(self, t: float, text: str) -> None:
-        self._lines.append(text)
+        self._lines.append(redact(text, self._secret))
         self._refresh()
 
     def close(self) -> None:
@@ -262,7 +266,7 @@ def make_view(
     """A live view on a terminal (when rich is installed), plain lines otherwise.
 
     ``out`` is where plain lines go (stdout by default); a live view is drawn only when
-    that is a terminal's stdout. ``secret`` (the public key) is replaced by ``***``
+    that is a terminal's stdout. ``secret`` (the public key) is redacted
     wherever a server message shows it.
     """
     out = out if out is not None else Lines()
