@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-slow lint typecheck docs pytest clean bench system-deps
+.PHONY: demo test test-slow lint typecheck docs pytest clean bench system-deps fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,16 @@ test: lint typecheck docs pytest
 # The long soak/load runs the default suite leaves out.
 test-slow: $(STAMP) system-deps
 	$(BIN)/pytest -m slow -p no:cacheprovider
+
+# Coverage-guided fuzzing of both connection objects (atheris), FUZZ_SECONDS per side, over a
+# scratch corpus seeded from the saved one; inputs that break an invariant land in .fuzz/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@for side in client server; do \
+	    mkdir -p .fuzz/$$side && cp -n tests/fuzz/corpus/$$side/* .fuzz/$$side/ 2>/dev/null; \
+	    $(BIN)/python tests/fuzz/run.py $$side -max_total_time=$(FUZZ_SECONDS) -max_len=131072 \
+	        -timeout=20 -artifact_prefix=.fuzz/ .fuzz/$$side || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
