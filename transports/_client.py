@@ -431,6 +431,7 @@ def connect_settings(endpoint: Endpoint, options: ConnectOptions) -> ConnectSett
     unknown = set(options) - set(ConnectOptions.__annotations__)
     if unknown:
         raise ConfigError(f"unknown connect option {sorted(unknown)[0]!r}.")
+    check_cleartext(endpoint, allow_insecure=options.get("allow_insecure", False))
     connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     check_timeout(connect_timeout, "connect_timeout")
     write_timeout = options.get("write_timeout", DEFAULT_WRITE_TIMEOUT)
