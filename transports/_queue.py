@@ -8,7 +8,9 @@ holds ``max_events`` events, the **oldest** queued event is dropped to make room
 application that fell behind sees the most recent state (transcripts, agent state) rather
 than a stale backlog. The dropped events are replaced by one :class:`EventsDropped` event
 with their count, delivered before the newer events, so the gap is never silent. The final
-``ConnectionClosed`` event is the newest one put, so it is never the one dropped. Agent
+``ConnectionClosed`` event is the newest one put, so it is never the one dropped. With
+``max_bytes`` the audio the queue holds (the ``data`` of audio events, e.g. a client's
+uplink on a server) is bounded the same way: the oldest events go until it fits. Agent
 audio is not at risk: it always goes to the client's playback buffer, and its
 ``AgentAudio`` events are only a copy (``ClientConfig(emit_audio_events=False)`` turns
 them off).
@@ -62,8 +64,14 @@ class EventQueue:
         max_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         *,
         new_event: Callable[[], Any] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         check_count(max_events, "max_queued_events")
+        if max_bytes is not None:
+            check_count(max_bytes, "max_queued_bytes")
+        #: Bound of the audio bytes held (``None``: only the event count is bounded).
+        self.max_bytes = max_bytes
+        self._bytes = 0
         if new_event is None:
             import anyio  # only the anyio sessions need it
 
@@ -81,12 +89,20 @@ class EventQueue:
         """Queue ``event``; when full, drop the oldest event. Never blocks."""
         if self._ended:
             return
+        size = _audio_bytes(event)
         if len(self._events) >= self.max_events:
-            self._events.popleft()
-            self._unreported += 1
-            self.dropped += 1
+            self._drop_oldest()
+        if self.max_bytes is not None:
+            while self._events and self._bytes + size > self.max_bytes:
+                self._drop_oldest()
         self._events.append(event)
+        self._bytes += size
         self._wakeup.set()
+
+    def _drop_oldest(self) -> None:
+        self._bytes -= _audio_bytes(self._events.popleft())
+        self._unreported += 1
+        self.dropped += 1
 
     def end(self) -> None:
         """No more events will come: ``get`` returns ``None`` once the queue is empty."""
@@ -100,10 +116,18 @@ class EventQueue:
                 count, self._unreported = self._unreported, 0
                 return EventsDropped(count=count)
             if self._events:
-                return self._events.popleft()
+                event = self._events.popleft()
+                self._bytes -= _audio_bytes(event)
+                return event
             if self._ended:
                 return None
             # Only replace a spent Event, so every waiting task waits on the same one.
             if self._wakeup.is_set():
                 self._wakeup = self._new_event()
             await self._wakeup.wait()
+
+
+def _audio_bytes(event: Event) -> int:
+    """The audio an event carries (its ``data`` when that is bytes), for ``max_bytes``."""
+    data = getattr(event, "data", None)
+    return len(data) if isinstance(data, (bytes, bytearray, memoryview)) else 0

@@ -104,6 +104,7 @@ class WireSession:
         *,
         disconnect_timeout: float,
         max_queued_events: int,
+        max_queued_bytes: int | None = None,
     ) -> None:
         check_timeout(disconnect_timeout, "disconnect_timeout")
         self._conn = conn
@@ -112,7 +113,7 @@ class WireSession:
         # close handshake itself is bounded by the core's timer.
         self._disconnect_timeout = disconnect_timeout
         self._wait_scope: anyio.CancelScope | None = None  # the reader's wait for bytes
-        self._queue = EventQueue(max_queued_events)
+        self._queue = EventQueue(max_queued_events, max_bytes=max_queued_bytes)
         self._send_lock = anyio.Lock()
         self._broken = False
         self._connected = False

@@ -22,7 +22,6 @@ fail the handshake are closed without calling the handler.
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -37,11 +36,14 @@ from millis_proto import MillisError, RemoteProtocolError, ServerConfig, ServerC
 from millis_proto.config import DEFAULT_DISCONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES
 
 from ._errors import STREAM_ERRORS
-from ._queue import DEFAULT_MAX_QUEUED_EVENTS
+from ._queue import DEFAULT_MAX_QUEUED_EVENTS, check_count
 from ._session import WireSession, check_timeout, close_forcefully, running
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_INITIATE_TIMEOUT",
+    "DEFAULT_MAX_QUEUED_AUDIO_BYTES",
+    "DEFAULT_MAX_SESSIONS",
     "Handler",
     "ServerAddress",
     "ServerSession",
@@ -53,6 +55,14 @@ _log = logging.getLogger(__name__)
 
 #: Default bound of the TLS + WebSocket opening handshake of an accepted connection.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: Default bound of the wait for ``initiate`` once the WebSocket is open (then 1008).
+DEFAULT_INITIATE_TIMEOUT = 10.0
+#: Default bound of concurrent sessions :func:`serve` holds; beyond it, HTTP 503.
+DEFAULT_MAX_SESSIONS = 1000
+#: Default bound of the client audio a session holds for its handler (30 s of audio).
+DEFAULT_MAX_QUEUED_AUDIO_BYTES = 30 * 16000 * 2
+#: What a client that comes when the server is full reads.
+FULL_BODY = b"the server is at its session limit (--max-sessions); try again later\n"
 
 
 class ServerSession(WireSession):
@@ -71,12 +81,14 @@ class ServerSession(WireSession):
         stream: anyio.abc.ByteStream,
         *,
         max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+        max_queued_audio_bytes: int | None = DEFAULT_MAX_QUEUED_AUDIO_BYTES,
     ) -> None:
         super().__init__(
             conn,
             stream,
             disconnect_timeout=conn.config.disconnect_timeout,
             max_queued_events=max_queued_events,
+            max_queued_bytes=max_queued_audio_bytes,
         )
         #: The core's connection: call its ``send_*`` methods, then :meth:`flush`.
         self.connection = conn
@@ -130,9 +142,12 @@ async def serve(
     *,
     ssl_context: ssl.SSLContext | None = None,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    initiate_timeout: float = DEFAULT_INITIATE_TIMEOUT,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    max_queued_audio_bytes: int = DEFAULT_MAX_QUEUED_AUDIO_BYTES,
     task_status: anyio.abc.TaskStatus[ServerAddress] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve Millis sessions on ``host:port`` until cancelled (``port=0``: any free port).
@@ -141,24 +156,57 @@ async def serve(
     TLS. ``task_status.started`` receives the :class:`ServerAddress`, so
     ``await task_group.start(serve, handler)`` returns once clients can connect.
     Raises ``OSError`` if the address cannot be bound.
+
+    Limits: the opening handshake must complete within ``handshake_timeout`` (else the
+    connection is dropped) and ``initiate`` must follow within ``initiate_timeout`` (else
+    close 1008 with a reason); at most ``max_sessions`` connections are served at once —
+    one more is answered ``HTTP 503`` before the upgrade, and beyond twice as many the
+    listener closes new connections at once (no request is read); a session's handler is
+    held at most ``max_queued_audio_bytes`` of unread client audio (the oldest is dropped,
+    counted in an ``EventsDropped``).
     """
     check_timeout(handshake_timeout, "handshake_timeout")
+    check_timeout(initiate_timeout, "initiate_timeout")
     check_timeout(disconnect_timeout, "disconnect_timeout")
+    check_count(max_sessions, "max_sessions")
+    active = 0  # connections being served (sessions and their handshakes)
+    refusing = 0  # connections being answered 503
+
+    async def one(stream: anyio.abc.ByteStream) -> None:
+        nonlocal active, refusing
+        if active >= max_sessions:
+            if refusing >= max_sessions:  # a flood: do not even read the request
+                await close_forcefully(stream)
+                return
+            refusing += 1
+            try:
+                await serve_stream(
+                    stream, handler, handshake_timeout=handshake_timeout, reject=(503, FULL_BODY)
+                )
+            finally:
+                refusing -= 1
+            return
+        active += 1
+        try:
+            await serve_stream(
+                stream,
+                handler,
+                ssl_context=ssl_context,
+                handshake_timeout=handshake_timeout,
+                initiate_timeout=initiate_timeout,
+                disconnect_timeout=disconnect_timeout,
+                max_message_bytes=max_message_bytes,
+                max_queued_events=max_queued_events,
+                max_queued_audio_bytes=max_queued_audio_bytes,
+            )
+        finally:
+            active -= 1
+
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         bound = listener.extra(SocketAttribute.local_port)
         task_status.started(ServerAddress(host=host, port=bound, secure=ssl_context is not None))
-        await listener.serve(
-            functools.partial(
-                serve_stream,
-                handler=handler,
-                ssl_context=ssl_context,
-                handshake_timeout=handshake_timeout,
-                disconnect_timeout=disconnect_timeout,
-                max_message_bytes=max_message_bytes,
-                max_queued_events=max_queued_events,
-            )
-        )
+        await listener.serve(one)
 
 
 async def serve_stream(
@@ -170,15 +218,20 @@ async def serve_stream(
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
+    initiate_timeout: float = DEFAULT_INITIATE_TIMEOUT,
+    max_queued_audio_bytes: int | None = DEFAULT_MAX_QUEUED_AUDIO_BYTES,
+    reject: tuple[int, bytes] | None = None,
 ) -> None:
     """Run one server session over an accepted stream: handshake, handler, close.
 
     Used by :func:`serve` for each connection and by the in-memory transport. Connection
-    problems never raise; the stream is always closed on return.
+    problems never raise; the stream is always closed on return. ``reject`` (an HTTP
+    status and body) refuses the upgrade instead; the handler is not called.
     """
     session: ServerSession | None = None
     config = ServerConfig(
         handshake_timeout=handshake_timeout,
+        initiate_timeout=initiate_timeout,
         disconnect_timeout=disconnect_timeout,
         max_message_bytes=max_message_bytes,
     )
@@ -190,7 +243,14 @@ async def serve_stream(
                     stream, server_side=True, ssl_context=ssl_context, standard_compatible=True
                 )
             conn = ServerConnection(config, now=anyio.current_time())
-            session = ServerSession(conn, stream, max_queued_events=max_queued_events)
+            if reject is not None:
+                conn.reject(*reject)
+            session = ServerSession(
+                conn,
+                stream,
+                max_queued_events=max_queued_events,
+                max_queued_audio_bytes=max_queued_audio_bytes,
+            )
             await session._open()
     except RemoteProtocolError:
         pass  # the core queued a 400 response; the close below writes it

@@ -185,6 +185,27 @@ def _parser() -> argparse.ArgumentParser:
         help="with --drop-after: drop only the first N sessions (default 1; 0 = all)",
     )
     serve.add_argument("--quiet", action="store_true", help="no line per session event")
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="drop a connection whose WebSocket handshake takes longer",
+    )
+    serve.add_argument(
+        "--initiate-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close (1008) a session that sends no initiate within this time",
+    )
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="serve at most N sessions at once; more are refused with HTTP 503",
+    )
 
     from .load import add_load_parser
 

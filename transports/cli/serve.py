@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import logging
 
 import trio
@@ -56,7 +57,17 @@ def serve_command(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            address: ServerAddress = await nursery.start(serve, handler, args.host, args.port)
+            address: ServerAddress = await nursery.start(
+                functools.partial(
+                    serve,
+                    handler,
+                    args.host,
+                    args.port,
+                    handshake_timeout=args.handshake_timeout,
+                    initiate_timeout=args.initiate_timeout,
+                    max_sessions=args.max_sessions,
+                )
+            )
             what = "the local echo agent" if args.scenario is None else "the local agent"
             out.write(f"serving {what} on {address.url}")
             if args.scenario is None:
