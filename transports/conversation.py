@@ -4,9 +4,10 @@
 session: the source is streamed at its pace (then silence, like a quiet microphone), the
 sink pulls the playback buffer at its pace, every event goes to ``on_event``. It ends when
 the server closes, when the input has finished and the agent has been idle for
-``idle_timeout`` seconds, after ``max_duration`` seconds, or when ``stop`` is set (a
-signal); then the agent audio still buffered (a goodbye) is played out, bounded by
-``drain_timeout`` (not after ``stop``).
+``idle_timeout`` seconds (only once the session is ready: a server that never sends
+``onready`` is not an idle agent, and the core's liveness check finds it), after
+``max_duration`` seconds, or when ``stop`` is set (a signal); then the agent audio still
+buffered (a goodbye) is played out, bounded by ``drain_timeout`` (not after ``stop``).
 
 The session may be a :class:`~transports.reconnect.ReconnectingSession`: a reconnect is
 then part of the conversation (between ``reconnecting`` and ``reconnected``), never
@@ -41,6 +42,7 @@ from millis_proto import (
     Event,
     MillisError,
     PlaybackChunk,
+    Ready,
     Reconnected,
     ReconnectFailed,
     Reconnecting,
@@ -106,6 +108,7 @@ async def run_conversation(
     state = AgentState.IDLE
     idle_since = origin
     reconnecting = False
+    ready = False  # an onready was seen: only a ready session can be idle
     played = 0
     reason = "server_closed"
     failure: MillisError | None = None  # the first failure of our side
@@ -196,7 +199,8 @@ async def run_conversation(
                 reason = "max_duration"
                 break
             quiet = (
-                not reconnecting
+                ready
+                and not reconnecting
                 and state is AgentState.IDLE
                 and input_done.is_set()
                 and not session.client.playback.queued_samples
@@ -218,6 +222,9 @@ async def run_conversation(
             except MillisError as exc:
                 fail(exc)
                 break
+            if isinstance(event, Ready):
+                ready = True
+                idle_since = anyio.current_time()
             if isinstance(event, AgentStateChanged):
                 state = event.state
                 idle_since = anyio.current_time()

@@ -220,9 +220,9 @@ def test_talk_exits_1_against_a_flooding_server(bad_server: Any, tmp_path: Path)
 def test_talk_exits_1_against_a_half_open_server(bad_server: Any, tmp_path: Path) -> None:
     server = bad_server("silent")
     wav = _wav(tmp_path / "in.wav", 3)
-    rc, stderr, elapsed = _talk(
-        server.url, wav, "--idle-timeout", "30", "--max-duration", "60", timeout=90
-    )
+    # The default idle timeout (3 s) must not end this call as normal: the server never
+    # sent onready, so only the liveness check can end it, with exit 1.
+    rc, stderr, elapsed = _talk(server.url, wav, "--max-duration", "60", timeout=90)
     assert rc == 1, stderr
     assert "stopped answering" in stderr
     assert "Traceback" not in stderr
