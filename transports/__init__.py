@@ -30,22 +30,35 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._client import ClientSession, ConnectOptions
-from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventsDropped
-from .app import Conversation, ConversationResult
-
 if TYPE_CHECKING:
+    from ._client import ClientSession, ConnectOptions
+    from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventsDropped
+    from .app import Conversation, ConversationResult
     from .server import ServerAddress, ServerSession
+
+#: Where each public name lives. Everything loads when first asked for: a client
+#: (``import transports.trio``) does not pay for the serving side or TLS, and the pytest
+#: plugin (``transports.pytest_plugin``, loaded by every pytest run) imports nothing of the
+#: library until a suite is asked for — so coverage measures the library from the start.
+_LAZY = {
+    "ClientSession": "._client",
+    "ConnectOptions": "._client",
+    "DEFAULT_MAX_QUEUED_EVENTS": "._queue",
+    "EventsDropped": "._queue",
+    "Conversation": ".app",
+    "ConversationResult": ".app",
+    "ServerAddress": ".server",
+    "ServerSession": ".server",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The serving side (and its TLS stream) loads when first asked for, so that a client
-    # (``import transports.trio``) does not pay for it.
-    if name in ("ServerAddress", "ServerSession"):
-        from . import server
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
 
 
 __all__ = [
