@@ -79,6 +79,10 @@ def test_twenty_sessions_against_the_local_agent(tmp_path: Path) -> None:
     # The echo agent waits for ~0.6 s of silence before it answers.
     assert 300 < s["metrics"]["turn_ms"]["p50"] < 5000
     assert s["pacing"]["frames"] >= 20 * 4 * 50
+    # Our own cost is reported too: the CPU of the run, per frame sent.
+    assert s["pacing"]["cpu_s"] > 0
+    cpu_us = s["pacing"]["cpu_us_per_frame"]
+    assert cpu_us == pytest.approx(1e6 * s["pacing"]["cpu_s"] / s["pacing"]["frames"], rel=0.01)
     assert len(s["load_average"]) == 3
     rows = list(csv.DictReader(table.open(encoding="utf-8")))
     assert [r["metric"] for r in rows] == list(METRICS)
@@ -88,6 +92,7 @@ def test_twenty_sessions_against_the_local_agent(tmp_path: Path) -> None:
     # The summary table and the periodic lines are on stdout.
     assert "turn_ms" in proc.stdout and "close codes: 1000 x20" in proc.stdout
     assert "active" in proc.stdout
+    assert "µs CPU each" in proc.stdout
 
 
 def test_duration_runs_callers_again_and_again_over_two_workers(tmp_path: Path) -> None:

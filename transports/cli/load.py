@@ -9,6 +9,7 @@ for bad flags and 130 after Ctrl-C (the summary still covers what was measured).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import resource
@@ -20,8 +21,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-
-import trio
 
 from millis_proto import SAMPLE_RATE, ConfigError, MillisError
 
@@ -287,7 +286,7 @@ def _run(plan: LoadPlan, workers: int, *, plain: bool) -> tuple[LoadStats, float
         if workers == 1:
             stats = LoadStats()
             try:
-                trio.run(lambda: run_load(plan, stats, progress=view.update))
+                asyncio.run(run_load(plan, stats, progress=view.update))
             except KeyboardInterrupt:
                 stats.interrupted = True
         else:

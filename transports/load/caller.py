@@ -2,34 +2,40 @@
 
 Theory of operation
 -------------------
-A call is what a phone would do, over the public session API (``transports.trio.connect``):
+A call is what a phone would do, over the public session API
+(``transports.asyncio.connect``, the cheapest transport per frame):
 
 * **Connect** — TCP, TLS, the WebSocket handshake and ``initiate``, then wait for
   ``onready``; ``connect_ms`` times all of it, bounded by ``connect_timeout``.
-* **One pacing loop** sends each ``chunk_ms`` frame of the input when its last sample
-  would have been captured (``origin + end/16000``, absolute deadlines, so errors never
-  add up), then silence like a quiet microphone, and in the same tick pulls the same
-  amount of playback like a sound card. How late each frame left is our own health: a
-  saturated load generator shows up as late frames (``send_lateness_ms``), never as a
-  slow agent.
-* **One event task** reads the session's events: ``AnswerLatency`` (start_answering ->
-  first agent audio), ``Pong`` RTTs of the pings the loop sends every ``ping_interval``,
-  and the agent's state; the first switch to ``answer`` after the end of our speech (the
-  last voiced 20 ms frame of the input, as it actually left) gives ``turn_ms``.
+* **Paced by one timer.** Each ``chunk_ms`` frame of the input is sent when its last
+  sample would have been captured (``origin + end/16000``, absolute deadlines, so errors
+  never add up), then silence like a quiet microphone, and in the same step the same
+  amount of playback is pulled like a sound card. The steps of *every* call of the process
+  are run by one :class:`Pacer` — one timer, one task, woken once for all the frames that
+  are due — rather than by a sleeping task per call: the native asyncio session sends
+  without suspending, so a frame costs the transport's work and nothing for scheduling.
+  How late each frame left is our own health: a saturated load generator shows up as
+  late frames (``send_lateness_ms``), never as a slow agent.
+* **One event task** per call reads the session's events: ``AnswerLatency``
+  (start_answering -> first agent audio), ``Pong`` RTTs of the pings sent every
+  ``ping_interval``, and the agent's state; the first switch to ``answer`` after the end of
+  our speech (the last voiced 20 ms frame of the input, as it actually left) gives
+  ``turn_ms``.
 * **Hang up** once the agent has answered our speech, and since then has been idle for
   ``idle_timeout`` with nothing playing (no answer within ``answer_timeout`` of the end
   of our speech fails the call: ``NoAnswer``); or at the run's deadline; or after
-  ``max_call_seconds``. The server
-  may end the call first. Every failure is counted by kind, every close by its code.
+  ``max_call_seconds``. The server may end the call first. Every failure is counted by
+  kind, every close by its code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import trio
 
 from millis_proto import (
     SAMPLE_RATE,
@@ -48,13 +54,13 @@ from millis_proto import (
 from millis_proto.pcm import ms_to_samples
 
 from .._client import ClientSession
-from ..trio import connect
+from ..asyncio import connect
 from .stats import LoadStats
 
 if TYPE_CHECKING:
     from .suite_calls import SuiteCall
 
-__all__ = ["CallPlan", "error_kind", "place_call"]
+__all__ = ["CallPlan", "Pacer", "error_kind", "place_call"]
 
 #: Our sessions need no per-frame audio events: playback is pulled from the buffer.
 CLIENT_CONFIG = ClientConfig(emit_audio_events=False)
@@ -110,31 +116,94 @@ class NoAnswer(MillisError):
     """The agent did not answer our speech within ``answer_timeout``."""
 
 
+class Pacer:
+    """The frames of every call in this process, on one timer (see the module docstring).
+
+    A heap of (due time, call); :meth:`run` — one task for the process — sleeps until the
+    earliest is due, then runs every step that is due by then, each of which names the
+    time of its call's next step. Lateness is read from the clock per frame, as it leaves.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()  # ties of equal due times: first come, first sent
+        self._wakeup: asyncio.Future[None] | None = None
+        self._waiting_until = math.inf
+
+    def add(self, call: _Call, due: float) -> None:
+        """Run ``call``'s first step at ``due`` (loop time)."""
+        heapq.heappush(self._heap, (due, next(self._order), call))
+        wakeup = self._wakeup
+        if due < self._waiting_until and wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)  # earlier than the timer: look again now
+
+    async def run(self) -> None:
+        """Step the calls as they fall due, until cancelled."""
+        loop = asyncio.get_running_loop()
+        heap = self._heap
+        order = self._order
+        while True:
+            now = loop.time()
+            while heap and heap[0][0] <= now:
+                due, _, call = heapq.heappop(heap)
+                following = await call.step(due)
+                if following is not None:
+                    heapq.heappush(heap, (following, next(order), call))
+                now = loop.time()
+            self._waiting_until = heap[0][0] if heap else math.inf
+            self._wakeup = wakeup = loop.create_future()
+            timer = loop.call_at(self._waiting_until, _wake, wakeup) if heap else None
+            try:
+                await wakeup
+            finally:
+                self._wakeup = None
+                if timer is not None:
+                    timer.cancel()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Call:
     """The state of one call while it runs (see the module docstring)."""
 
     def __init__(self, plan: CallPlan, stats: LoadStats) -> None:
         self.plan = plan
         self.stats = stats
+        self._clock = asyncio.get_running_loop().time
         self.state = AgentState.IDLE
         self.idle_since = -math.inf
         self.speech_end_at = math.inf  # set when the last voiced frame is sent
         self.turn_pending = plan.speech_end_samples > 0
-        self.ended = trio.Event()  # the session ended (the event task saw its end)
+        self.ended = False  # the session ended (the event task saw its end)
         self.failure: MillisError | None = None
         self.last_audio_at = -math.inf
         self.answer_start = 0.0
         self.answer_samples = 0
+        # Pacing (see step): set by start().
+        self._session: ClientSession | None = None
+        self._origin = 0.0
+        self._stop_at = 0.0
+        self._position = 0
+        self._next_ping = 0.0
+        self._input_sent_at = math.inf  # when the last input frame actually went out
+        self._n = ms_to_samples(plan.chunk_ms)
+        self._silence = bytes(2 * self._n)
+        self._late_after = plan.late_after
+        self._input_samples = len(plan.audio) // 2
+        self._lateness = stats.sketches["send_lateness_ms"]
+        #: Set when the pacing is over (the call hangs up), or to the pacer's exception.
+        self.paced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def wait_ready(self, session: ClientSession, deadline: float) -> None:
-        with trio.move_on_at(deadline):
-            while True:
-                event = await session.next_event()
-                if event is None:
-                    raise NoReady("the session ended before onready")
-                if isinstance(event, Ready):
-                    return
-        raise NoReady(f"no onready within {self.plan.connect_timeout:g} s")
+    async def wait_ready(self, session: ClientSession) -> None:
+        while True:
+            event = await session.next_event()
+            if event is None:
+                raise NoReady("the session ended before onready")
+            if isinstance(event, Ready):
+                return
 
     async def read_events(self, session: ClientSession) -> None:
         try:
@@ -142,11 +211,13 @@ class _Call:
                 self.on_event(event)
         except MillisError as exc:
             self.failure = exc
-        self.ended.set()
+        self.ended = True
 
     def on_event(self, event: object) -> None:
-        now = trio.current_time()
-        if isinstance(event, AgentStateChanged):
+        now = self._clock()
+        if isinstance(event, AgentAudio):
+            self.time_agent_audio(now, len(event.data) // 2)
+        elif isinstance(event, AgentStateChanged):
             self.state = event.state
             self.idle_since = now
             if event.state is AgentState.ANSWER and self.turn_pending and now >= self.speech_end_at:
@@ -156,8 +227,6 @@ class _Call:
             self.stats.sample("answer_ms", event.ms)
         elif isinstance(event, Pong) and event.rtt_ms is not None:
             self.stats.sample("ping_rtt_ms", event.rtt_ms)
-        elif isinstance(event, AgentAudio):
-            self.time_agent_audio(now, len(event.data) // 2)
 
     def time_agent_audio(self, now: float, samples: int) -> None:
         """How far the agent's audio runs behind real time (the server's own pacing).
@@ -174,62 +243,94 @@ class _Call:
         self.answer_samples += samples
         self.last_audio_at = now
 
-    async def pace(self, session: ClientSession, origin: float, hang_up_at: float) -> None:
-        """Send audio and pull playback on the input's real-time pace until hang-up."""
-        plan, stats = self.plan, self.stats
-        n = ms_to_samples(plan.chunk_ms)
-        silence = bytes(2 * n)
-        audio = plan.audio
-        input_samples = len(audio) // 2
-        input_sent_at = math.inf  # when the last input frame actually went out
-        stop_at = min(hang_up_at, origin + plan.max_call_seconds)
-        next_ping = origin + plan.ping_interval
-        position = 0
-        while not self.ended.is_set():
-            due = origin + (position + n) / SAMPLE_RATE
-            # Checked against the clock as well: a saturated sender may be far behind.
-            if due > stop_at or trio.current_time() >= stop_at:
-                return
-            await trio.sleep_until(due)
-            now = trio.current_time()
-            lateness = now - due
-            stats.frames += 1
-            if lateness > plan.late_after:
-                stats.late_frames += 1
-            stats.sample("send_lateness_ms", lateness * 1000)
-            chunk = audio[2 * position : 2 * (position + n)] if position < input_samples else b""
-            try:
-                await session.send_audio(chunk.ljust(2 * n, b"\0") if chunk else silence)
-                if now >= next_ping:
-                    next_ping = now + plan.ping_interval
-                    await session.send_ping()
-            except MillisError:
-                return  # the session is ending: the event task reports how
-            played = session.pull_playback(n)
-            position += n
-            if position >= plan.speech_end_samples and self.speech_end_at == math.inf:
-                # Our speech ended when its last frame actually left (late or not).
-                self.speech_end_at = now
-            if position >= input_samples and input_sent_at == math.inf:
-                input_sent_at = now
-            quiet = self.state is AgentState.IDLE and not played.real_samples
-            if quiet and now - max(self.idle_since, input_sent_at) >= plan.idle_timeout:
-                if not self.turn_pending:
-                    return  # answered, and quiet since: the call is done
-                if now - self.speech_end_at >= plan.answer_timeout:
-                    self.failure = NoAnswer(
-                        f"no answer within {plan.answer_timeout:g} s of the end of our speech"
-                    )
-                    return
+    def start(self, session: ClientSession, origin: float, hang_up_at: float) -> float:
+        """Begin pacing at ``origin``; returns when the first frame is due."""
+        self._session = session
+        self._origin = origin
+        self._stop_at = min(hang_up_at, origin + self.plan.max_call_seconds)
+        self._next_ping = origin + self.plan.ping_interval
+        return origin + self._n / SAMPLE_RATE
+
+    def stop(self) -> None:
+        """End the pacing now (the call is over, or being cancelled)."""
+        self._session = None
+        if not self.paced.done():
+            self.paced.set_result(None)
+
+    async def step(self, due: float) -> float | None:
+        """Send the frame due at ``due``, pull as much playback; when the next one is due.
+
+        ``None`` when the pacing is over (hang-up); never raises (an unexpected error ends
+        the pacing and is raised by the call).
+        """
+        try:
+            following = await self._step(due)
+        except Exception as exc:
+            if not self.paced.done():
+                self.paced.set_exception(exc)
+            return None
+        if following is None:
+            self.stop()
+        return following
+
+    async def _step(self, due: float) -> float | None:
+        session = self._session
+        if session is None or self.ended:
+            return None
+        now = self._clock()
+        stop_at = self._stop_at
+        # Checked against the clock as well: a saturated sender may be far behind.
+        if due > stop_at or now >= stop_at:
+            return None
+        plan, stats, n = self.plan, self.stats, self._n
+        lateness = now - due
+        stats.frames += 1
+        if lateness > self._late_after:
+            stats.late_frames += 1
+        self._lateness.add(lateness * 1000 if lateness > 0 else 0.0)
+        position = self._position
+        if position < self._input_samples:
+            chunk = plan.audio[2 * position : 2 * (position + n)].ljust(2 * n, b"\0")
+        else:
+            chunk = self._silence
+        try:
+            await session.send_audio(chunk)
+            if now >= self._next_ping:
+                self._next_ping = now + plan.ping_interval
+                await session.send_ping()
+        except MillisError:
+            return None  # the session is ending: the event task reports how
+        played = session.pull_playback(n)
+        position += n
+        self._position = position
+        if position >= plan.speech_end_samples and self.speech_end_at == math.inf:
+            # Our speech ended when its last frame actually left (late or not).
+            self.speech_end_at = now
+        if position >= self._input_samples and self._input_sent_at == math.inf:
+            self._input_sent_at = now
+        if (
+            self.state is AgentState.IDLE
+            and not played.real_samples
+            and now - max(self.idle_since, self._input_sent_at) >= plan.idle_timeout
+        ):
+            if not self.turn_pending:
+                return None  # answered, and quiet since: the call is done
+            if now - self.speech_end_at >= plan.answer_timeout:
+                self.failure = NoAnswer(
+                    f"no answer within {plan.answer_timeout:g} s of the end of our speech"
+                )
+                return None
+        return self._origin + (position + n) / SAMPLE_RATE
 
 
-async def place_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: float) -> bool:
+async def place_call(plan: CallPlan, stats: LoadStats, pacer: Pacer, *, hang_up_at: float) -> bool:
     """Place one call (see the module docstring); True if it got ``onready``.
 
     Never raises a :class:`MillisError`: failures are counted in ``stats`` by kind.
     """
+    clock = asyncio.get_running_loop().time
     stats.calls_started += 1
-    start = trio.current_time()
+    start = clock()
     call = _Call(plan, stats)
     connected = False
     session: ClientSession | None = None
@@ -243,20 +344,15 @@ async def place_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: float) -> 
         ) as session:
             stats.active += 1
             try:
-                await call.wait_ready(session, start + plan.connect_timeout)
-                stats.sample("connect_ms", (trio.current_time() - start) * 1000)
+                left = start + plan.connect_timeout - clock()
+                try:
+                    await asyncio.wait_for(call.wait_ready(session), max(left, 0.0))
+                except asyncio.TimeoutError:
+                    raise NoReady(f"no onready within {plan.connect_timeout:g} s") from None
+                stats.sample("connect_ms", (clock() - start) * 1000)
                 stats.calls_connected += 1
                 connected = True
-                origin = trio.current_time()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(call.read_events, session)
-                    await call.pace(session, origin, hang_up_at)
-                    if session.closed is not None:
-                        # The session is ending on its own: let the event task see how,
-                        # bounded like a close handshake.
-                        with trio.move_on_after(plan.connect_timeout):
-                            await call.ended.wait()
-                    nursery.cancel_scope.cancel()
+                await _converse(call, session, pacer, hang_up_at)
             finally:
                 stats.active -= 1
         if call.failure is not None:
@@ -267,7 +363,25 @@ async def place_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: float) -> 
     else:
         stats.calls_ok += 1
     finally:
-        stats.sample("call_s", trio.current_time() - start)
+        stats.sample("call_s", clock() - start)
         if session is not None and session.closed is not None:
             stats.closed(session.closed.code)
     return connected
+
+
+async def _converse(call: _Call, session: ClientSession, pacer: Pacer, hang_up_at: float) -> None:
+    """The call between ``onready`` and hang-up: the pacer's steps and the event task."""
+    reader = asyncio.ensure_future(call.read_events(session))
+    try:
+        pacer.add(call, call.start(session, asyncio.get_running_loop().time(), hang_up_at))
+        await call.paced
+        if session.closed is not None:
+            # The session is ending on its own: let the event task see how, bounded like a
+            # close handshake.
+            await asyncio.wait({reader}, timeout=call.plan.connect_timeout)
+    finally:
+        call.stop()
+        reader.cancel()
+        await asyncio.wait({reader})
+    if not reader.cancelled() and (error := reader.exception()) is not None:
+        raise error  # a bug, not a failure of the call

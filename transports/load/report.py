@@ -132,6 +132,7 @@ def make_progress(*, plain: bool = False) -> Progress:
 def summary_dict(stats: LoadStats, **run: Any) -> dict[str, Any]:
     """Everything the JSON report holds; ``run`` describes the run (sessions, workers...)."""
     ratio = stats.on_time_ratio
+    per_frame = stats.cpu_us_per_frame
     return {
         **run,
         "interrupted": stats.interrupted,
@@ -148,6 +149,8 @@ def summary_dict(stats: LoadStats, **run: Any) -> dict[str, Any]:
             "late_frames": stats.late_frames,
             "on_time_ratio": None if ratio is None else round(ratio, 5),
             "saturated": ratio is not None and ratio < SATURATED_BELOW,
+            "cpu_s": round(stats.cpu_s, 3),
+            "cpu_us_per_frame": None if per_frame is None else round(per_frame, 1),
         },
         "errors": dict(stats.errors.most_common()),
         "close_codes": dict(sorted(stats.close_codes.items())),
@@ -185,6 +188,7 @@ def summary_text(stats: LoadStats, elapsed: float) -> str:
     if ratio is not None:
         lines.append(
             f"our pacing: {stats.frames} frames, {100 * ratio:.2f}% on time"
+            + (f", {stats.cpu_us_per_frame:.0f} µs CPU each" if stats.cpu_s else "")
             + (
                 " — the load generator was saturated: its latencies are not the agent's"
                 if ratio < SATURATED_BELOW

@@ -1,12 +1,13 @@
-"""Running many callers: in this process (one trio loop) or spread over worker processes.
+"""Running many callers: in this process (one asyncio loop) or spread over worker processes.
 
 :func:`run_load` starts ``sessions`` callers at ``ramp`` per second, each placing calls
 one after another until the run's deadline (``duration``) or until ``calls`` calls have
 been placed in all, and reports a :class:`LoadStats` snapshot every
-``PROGRESS_INTERVAL``. :func:`run_workers` splits the plan over worker processes (the
-``spawn`` start method: a fresh interpreter each, no event loop inherited), gathers their
-snapshots through a bounded queue and merges them — sketches add bucket counts, so the
-merged percentiles are those of every sample pooled.
+``PROGRESS_INTERVAL``; one :class:`~.caller.Pacer` paces the frames of all of them.
+:func:`run_workers` splits the plan over worker processes (the ``spawn`` start method: a
+fresh interpreter each, no event loop inherited), gathers their snapshots through a
+bounded queue and merges them — sketches add bucket counts, so the merged percentiles are
+those of every sample pooled.
 
 Everything is bounded: the run by ``duration`` (or :data:`MAX_RUN_SECONDS`), each call by
 its plan, and a worker that does not report within the run's bound plus
@@ -15,6 +16,7 @@ its plan, and a worker that does not report within the run's bound plus
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import multiprocessing
@@ -24,9 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import trio
-
-from .caller import CallPlan, place_call
+from .caller import CallPlan, Pacer, place_call
 from .stats import LoadStats
 
 __all__ = [
@@ -106,22 +106,29 @@ class _Budget:
 
 
 async def _caller(
-    plan: LoadPlan, stats: LoadStats, budget: _Budget, start_at: float, hang_up_at: float
+    plan: LoadPlan,
+    stats: LoadStats,
+    budget: _Budget,
+    pacer: Pacer,
+    *,
+    start_at: float,
+    hang_up_at: float,
 ) -> None:
-    await trio.sleep_until(start_at)
+    clock = asyncio.get_running_loop().time
+    await asyncio.sleep(start_at - clock())
     connected_once = False
-    while trio.current_time() < hang_up_at and budget.take():
+    while clock() < hang_up_at and budget.take():
         if plan.call.suite:
             from .suite_calls import place_suite_call
 
             connected = await place_suite_call(plan.call, stats, hang_up_at=hang_up_at)
         else:
-            connected = await place_call(plan.call, stats, hang_up_at=hang_up_at)
+            connected = await place_call(plan.call, stats, pacer, hang_up_at=hang_up_at)
         if connected and not connected_once:
             connected_once = True
             stats.callers_connected += 1
         if not connected:
-            await trio.sleep(min(RETRY_PAUSE, max(hang_up_at - trio.current_time(), 0)))
+            await asyncio.sleep(min(RETRY_PAUSE, max(hang_up_at - clock(), 0)))
 
 
 async def run_load(
@@ -131,35 +138,50 @@ async def run_load(
     progress: Progress | None = None,
     progress_interval: float = PROGRESS_INTERVAL,
 ) -> LoadStats:
-    """Run ``plan`` in this trio loop; returns the stats (also passed to ``progress``).
+    """Run ``plan`` in this asyncio loop; returns the stats (also passed to ``progress``).
 
     ``progress(stats, elapsed_seconds)`` is called every ``progress_interval`` and once at
     the end. Cancel-safe: callers hang up (close handshakes bounded) when cancelled.
     """
     stats = LoadStats() if stats is None else stats
-    start = trio.current_time()
+    clock = asyncio.get_running_loop().time
+    start = clock()
+    cpu_start = time.process_time()
     run = plan.duration if plan.duration is not None else MAX_RUN_SECONDS
     hang_up_at = start + run
     budget = _Budget(plan.calls)
-    async with trio.open_nursery() as outer:
-        if progress is not None:
-            outer.start_soon(_report, stats, progress, start, progress_interval)
-        async with trio.open_nursery() as callers:
-            for i in range(plan.sessions):
-                start_at = start + i / plan.ramp
-                if start_at >= hang_up_at:
-                    break
-                callers.start_soon(_caller, plan, stats, budget, start_at, hang_up_at)
-        outer.cancel_scope.cancel()
+    pacer = Pacer()
+    helpers = [asyncio.ensure_future(pacer.run())]
     if progress is not None:
-        progress(stats, trio.current_time() - start)
+        helpers.append(asyncio.ensure_future(_report(stats, progress, start, progress_interval)))
+    callers = [
+        asyncio.ensure_future(
+            _caller(plan, stats, budget, pacer, start_at=start_at, hang_up_at=hang_up_at)
+        )
+        for start_at in (start + i / plan.ramp for i in range(plan.sessions))
+        if start_at < hang_up_at
+    ]
+    try:
+        await asyncio.gather(*callers)
+    finally:
+        for task in callers:
+            task.cancel()  # after an error or a cancellation: the others hang up too
+        if callers:
+            await asyncio.wait(callers)
+        for task in helpers:
+            task.cancel()
+        await asyncio.wait(helpers)
+        stats.cpu_s += time.process_time() - cpu_start
+    if progress is not None:
+        progress(stats, clock() - start)
     return stats
 
 
 async def _report(stats: LoadStats, progress: Progress, start: float, interval: float) -> None:
+    clock = asyncio.get_running_loop().time
     while True:
-        await trio.sleep(interval)
-        progress(stats, trio.current_time() - start)
+        await asyncio.sleep(interval)
+        progress(stats, clock() - start)
 
 
 # --- worker processes ------------------------------------------------------------------
@@ -174,7 +196,7 @@ def _worker_main(plan: LoadPlan, index: int, out: Any) -> None:
             out.put_nowait(("progress", index, snapshot.to_dict(), elapsed))
 
     try:
-        trio.run(lambda: run_load(plan, stats, progress=send))
+        asyncio.run(run_load(plan, stats, progress=send))
     except KeyboardInterrupt:
         stats.interrupted = True  # Ctrl-C reached every process: report what was measured
     out.put(("done", index, stats.to_dict(), 0.0), timeout=WORKER_GRACE_SECONDS)

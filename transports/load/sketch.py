@@ -34,8 +34,7 @@ _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _LOG_GAMMA = math.log(_GAMMA)
 
 
-def _bucket(value: float) -> int:
-    return math.ceil(math.log(value) / _LOG_GAMMA)
+_ceil, _log = math.ceil, math.log
 
 
 class Sketch:
@@ -57,18 +56,24 @@ class Sketch:
 
     def add(self, value: float) -> None:
         """Record one sample; a NaN or negative value is a bug of the caller (ValueError)."""
+        # Called for every audio frame of every session: kept to plain comparisons.
         if not value >= 0:
             raise ValueError(f"a sketch sample must be a non-negative number, not {value!r}")
         value = min(value, MAX_VALUE)
         self.count += 1
         self.total += value
-        self.minimum = value if self.count == 1 else min(self.minimum, value)
-        self.maximum = value if self.count == 1 else max(self.maximum, value)
+        if self.count == 1:
+            self.minimum = self.maximum = value
+        elif value > self.maximum:
+            self.maximum = value
+        elif value < self.minimum:
+            self.minimum = value
         if value < MIN_VALUE:
             self.zeros += 1
         else:
-            index = _bucket(value)
-            self._buckets[index] = self._buckets.get(index, 0) + 1
+            index = _ceil(_log(value) / _LOG_GAMMA)
+            buckets = self._buckets
+            buckets[index] = buckets.get(index, 0) + 1
 
     def merge(self, other: Sketch) -> None:
         """Add ``other``'s samples to this sketch (exact: bucket counts add)."""

@@ -78,6 +78,8 @@ class LoadStats:
     #: Our audio frames sent, and those that went out late.
     frames: int = 0
     late_frames: int = 0
+    #: CPU seconds the load processes used while the run went on (our own cost).
+    cpu_s: float = 0.0
     #: Failures by kind ("ConnectionFailed:REFUSED", "ConnectionLost", ...).
     errors: Counter[str] = field(default_factory=Counter)
     #: How calls were closed, by close code (as a string, for JSON).
@@ -109,11 +111,17 @@ class LoadStats:
         self.active += other.active
         self.frames += other.frames
         self.late_frames += other.late_frames
+        self.cpu_s += other.cpu_s
         self.interrupted = self.interrupted or other.interrupted
         for kind, n in other.errors.items():
             _bounded_add(self.errors, kind, n)
         for code, n in other.close_codes.items():
             _bounded_add(self.close_codes, code, n)
+
+    @property
+    def cpu_us_per_frame(self) -> float | None:
+        """CPU the load processes spent per audio frame sent (``None`` before the first)."""
+        return 1e6 * self.cpu_s / self.frames if self.frames else None
 
     @property
     def on_time_ratio(self) -> float | None:
@@ -152,6 +160,7 @@ class LoadStats:
             "active": self.active,
             "frames": self.frames,
             "late_frames": self.late_frames,
+            "cpu_s": self.cpu_s,
             "errors": dict(self.errors),
             "close_codes": dict(self.close_codes),
             "interrupted": self.interrupted,
@@ -165,6 +174,7 @@ class LoadStats:
             errors=Counter(data["errors"]),
             close_codes=Counter(data["close_codes"]),
             interrupted=bool(data["interrupted"]),
+            cpu_s=float(data["cpu_s"]),
         )
         for name in (
             "calls_started",

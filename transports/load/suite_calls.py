@@ -2,7 +2,7 @@
 
 The suite runner's own per-case function (:func:`transports.suite.run_case`) plays the
 case — its scripted caller speaks the turns on the call's clock, barges in, waits for
-answers — on a session this module opens over ``transports.trio.connect`` and meters:
+answers — on a session this module opens over ``transports.asyncio.connect`` and meters:
 connect time through ``onready``, our own send lateness, a Millis ping every
 ``ping_interval``, and the close code. The case's measured turn latencies feed
 ``turn_ms``; a case whose verdicts fail is a failed call, counted by the first failed
@@ -11,13 +11,14 @@ expectation (``Verdict:latency_ms``), or by the connection's error kind.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import trio
+import anyio
 
 from millis_proto import (
     SAMPLE_RATE,
@@ -32,9 +33,9 @@ from millis_proto import (
 )
 
 from .._client import ClientSession
+from ..asyncio import connect
 from ..local_agent import espeak_voice
 from ..suite import Case, case_audio, case_request, load_suite, run_case
-from ..trio import connect
 from .caller import CLIENT_CONFIG, CallPlan, error_kind
 from .stats import LoadStats
 
@@ -86,10 +87,10 @@ class _MeteredSession:
         self._stats = stats
         self._first_at: float | None = None
         self._sent = 0  # samples sent since the first chunk began
-        self._next_ping = trio.current_time() + plan.ping_interval
+        self._next_ping = _now() + plan.ping_interval
 
     async def send_audio(self, pcm: bytes) -> None:
-        now = trio.current_time()
+        now = _now()
         if self._first_at is None:
             self._first_at = now
         else:
@@ -114,6 +115,10 @@ class _MeteredSession:
 _case_numbers = itertools.count()
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def next_case(plan: CallPlan) -> SuiteCall:
     """The suite's cases in turn, across this process's callers."""
     return plan.suite[next(_case_numbers) % len(plan.suite)]
@@ -123,7 +128,7 @@ async def place_suite_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: floa
     """Play the next case of the suite as one call; True if it got ``onready``."""
     call = next_case(plan)
     stats.calls_started += 1
-    start = trio.current_time()
+    start = _now()
     connected = False
     failure: str | None = None
     close_code: int | None = None
@@ -157,17 +162,17 @@ async def place_suite_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: floa
         if isinstance(event, Ready) and not connected:
             connected = True
             stats.calls_connected += 1
-            stats.sample("connect_ms", (trio.current_time() - start) * 1000)
+            stats.sample("connect_ms", (_now() - start) * 1000)
         elif isinstance(event, AnswerLatency):
             stats.sample("answer_ms", event.ms)
         elif isinstance(event, Pong) and event.rtt_ms is not None:
             stats.sample("ping_rtt_ms", event.rtt_ms)
 
-    with trio.move_on_at(hang_up_at) as deadline:
+    with anyio.CancelScope(deadline=hang_up_at) as deadline:
         result = await run_case(
             call.case, open_session, request=call.request, audio=call.audio, on_event=on_event
         )
-    stats.sample("call_s", trio.current_time() - start)
+    stats.sample("call_s", _now() - start)
     if close_code is not None:
         stats.closed(close_code)
     if deadline.cancelled_caught:
