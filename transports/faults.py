@@ -16,7 +16,15 @@ from millis_proto import ConfigError
 
 from .server import Handler, ServerSession
 
-__all__ = ["drop_after"]
+__all__ = ["check_drop", "drop_after"]
+
+
+def check_drop(seconds: float, sessions: int) -> None:
+    """Raise :class:`ConfigError` unless ``seconds`` and ``sessions`` are valid drop settings."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise ConfigError("--drop-after must be a non-negative number of seconds.")
+    if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 0:
+        raise ConfigError("--drop-sessions must be a non-negative integer.")
 
 
 def drop_after(
@@ -32,10 +40,7 @@ def drop_after(
     that reconnects gets a connection that lasts. ``on_drop`` is told of each drop.
     Raises :class:`ConfigError` for a negative time or count.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise ConfigError("--drop-after must be a non-negative number of seconds.")
-    if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 0:
-        raise ConfigError("--drop-sessions must be a non-negative integer.")
+    check_drop(seconds, sessions)
     opened = 0
 
     async def dropping(session: ServerSession) -> None:

@@ -7,19 +7,18 @@ One line per session event on stdout, labelled with the session id the client wa
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
-import functools
 import logging
-
-import trio
+import time
 
 from millis_proto import Event, MillisError, event_to_dict
 from millis_proto.agent import AgentSession
 
 from .._errors import BaseExceptionGroup
-from ..faults import drop_after
-from ..local_agent import agent_handler, load_setup, speech_fallback
-from ..server import ServerAddress, ServerSession, serve
+from ..agent_server import serve_agent
+from ..local_agent import load_setup, speech_fallback
+from ..server import ServerAddress
 from .options import scenario_path
 from .output import Lines
 
@@ -29,56 +28,46 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     setup = load_setup(scenario_path(args.scenario))
     out = Lines()
-    started: dict[int, tuple[int, float]] = {}  # per connection: its number, its start
-    connections = 0
+    started: dict[int, float] = {}  # per connection number: when its session began
 
-    def on_event(session: ServerSession, agent: AgentSession, event: Event) -> None:
-        nonlocal connections
-        if id(session) not in started:
-            connections += 1
-            started[id(session)] = (connections, trio.current_time())
-        number, origin = started[id(session)]
+    def on_event(number: int, agent: AgentSession, event: Event) -> None:
+        origin = started.setdefault(number, time.monotonic())
         # Before the agent has given the session its id (a refused initiate) the line
         # says which connection it is.
         label = agent.agent.session_id or f"connection {number}"
-        _log(out, label, trio.current_time() - origin, event)
+        _log(out, label, time.monotonic() - origin, event)
         if type(event).__name__ == "ConnectionClosed":
-            started.pop(id(session), None)
+            started.pop(number, None)
 
-    handler = agent_handler(setup, on_event=None if args.quiet else on_event)
-    if args.drop_after is not None:
+    def on_drop(number: int) -> None:
+        t = time.monotonic() - started.get(number, time.monotonic())
+        out.write(f"[connection {number} {t:7.2f}] dropping the TCP connection (--drop-after)")
 
-        def on_drop(session: ServerSession) -> None:
-            number, origin = started.get(id(session), (connections, trio.current_time()))
-            t = trio.current_time() - origin
-            out.write(f"[connection {number} {t:7.2f}] dropping the TCP connection (--drop-after)")
+    def listening(address: ServerAddress) -> None:
+        what = "the local echo agent" if args.scenario is None else "the local agent"
+        out.write(f"serving {what} on {address.url}")
+        if args.scenario is None:
+            out.write("(no --scenario: it answers each turn with the caller's own audio)")
+        else:
+            fallback = speech_fallback()
+            if fallback:
+                out.write(f"note: {fallback}")
 
-        handler = drop_after(handler, args.drop_after, sessions=args.drop_sessions, on_drop=on_drop)
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            address: ServerAddress = await nursery.start(
-                functools.partial(
-                    serve,
-                    handler,
-                    args.host,
-                    args.port,
-                    handshake_timeout=args.handshake_timeout,
-                    initiate_timeout=args.initiate_timeout,
-                    max_sessions=args.max_sessions,
-                )
-            )
-            what = "the local echo agent" if args.scenario is None else "the local agent"
-            out.write(f"serving {what} on {address.url}")
-            if args.scenario is None:
-                out.write("(no --scenario: it answers each turn with the caller's own audio)")
-            else:
-                fallback = speech_fallback()
-                if fallback:
-                    out.write(f"note: {fallback}")
-
+    serving = serve_agent(
+        setup,
+        args.host,
+        args.port,
+        handshake_timeout=args.handshake_timeout,
+        initiate_timeout=args.initiate_timeout,
+        max_sessions=args.max_sessions,
+        on_event=None if args.quiet else on_event,
+        drop_after=args.drop_after,
+        drop_sessions=args.drop_sessions,
+        on_drop=on_drop,
+        started=listening,
+    )
     try:
-        trio.run(main)
+        asyncio.run(serving)
     except KeyboardInterrupt:
         out.write("stopped.")
     except (OSError, BaseExceptionGroup) as exc:
