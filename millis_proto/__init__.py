@@ -16,69 +16,17 @@ Typical use (see the README for complete examples) — one object per connection
 
 :class:`MessageClient` / :class:`MessageServer` are the message-level machines, for
 transports that do WebSocket framing themselves.
+
+Every public name is importable from here (``from millis_proto import ClientConnection``);
+each submodule loads on first use, so ``import millis_proto`` itself costs almost nothing
+and a program pays only for the parts it touches.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from .agent_state import AgentState
-from .client import SESSION_TRANSITIONS, MessageClient, SessionPhase, SessionTrigger
-from .config import ClientConfig, PreReadyAudio, ServerConfig, StartRequest
-from .endpoint import EU_WEST, US_WEST, Endpoint, parse_endpoint
-from .envelope import ABSENT
-from .errors import (
-    ConfigError,
-    ConnectionClosedByServer,
-    ConnectionFailed,
-    ConnectionLost,
-    FailureKind,
-    LocalProtocolError,
-    MillisError,
-    RemoteProtocolError,
-    TransportError,
-)
-from .events import (
-    AgentAudio,
-    AgentStateChanged,
-    AIAction,
-    AnswerLatency,
-    BadMessage,
-    Clear,
-    ClientAudio,
-    ClientMessage,
-    ClientPing,
-    CloseInitiator,
-    Connected,
-    ConnectionClosed,
-    ConnectionRejected,
-    Event,
-    FunctionCall,
-    InitiateReceived,
-    InitiateRejected,
-    Pause,
-    PlaybackFinished,
-    PlaybackLatency,
-    PlaybackOverflow,
-    Pong,
-    Ready,
-    Reconnected,
-    ReconnectFailed,
-    Reconnecting,
-    ResponseText,
-    SessionEnded,
-    SessionReady,
-    StartAnswering,
-    Transcript,
-    UnknownMessage,
-    Unpause,
-    event_to_dict,
-)
-from .machine import CloseRequest
-from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
-from .playback import PlaybackBuffer, PlaybackChunk
-from .server import SERVER_TRANSITIONS, MessageServer, ServerPhase, ServerTrigger
-from .wire import ClientConnection, ServerConnection
+# ``typing`` itself is not imported: this module must load in no time (mypy treats the
+# name as true, so the imports below are what type checkers see).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -155,16 +103,164 @@ __all__ = [
     "parse_endpoint",
 ]
 
-
 if TYPE_CHECKING:
+    from typing import Any
+
+    from .agent_state import AgentState
+    from .client import (
+        SESSION_TRANSITIONS,
+        MessageClient,
+        SessionPhase,
+        SessionTrigger,
+    )
+    from .config import (
+        ClientConfig,
+        PreReadyAudio,
+        ServerConfig,
+        StartRequest,
+    )
+    from .endpoint import (
+        EU_WEST,
+        US_WEST,
+        Endpoint,
+        parse_endpoint,
+    )
+    from .envelope import ABSENT
+    from .errors import (
+        ConfigError,
+        ConnectionClosedByServer,
+        ConnectionFailed,
+        ConnectionLost,
+        FailureKind,
+        LocalProtocolError,
+        MillisError,
+        RemoteProtocolError,
+        TransportError,
+    )
+    from .events import (
+        AgentAudio,
+        AgentStateChanged,
+        AIAction,
+        AnswerLatency,
+        BadMessage,
+        Clear,
+        ClientAudio,
+        ClientMessage,
+        ClientPing,
+        CloseInitiator,
+        Connected,
+        ConnectionClosed,
+        ConnectionRejected,
+        Event,
+        FunctionCall,
+        InitiateReceived,
+        InitiateRejected,
+        Pause,
+        PlaybackFinished,
+        PlaybackLatency,
+        PlaybackOverflow,
+        Pong,
+        Ready,
+        Reconnected,
+        ReconnectFailed,
+        Reconnecting,
+        ResponseText,
+        SessionEnded,
+        SessionReady,
+        StartAnswering,
+        Transcript,
+        UnknownMessage,
+        Unpause,
+        event_to_dict,
+    )
+    from .machine import CloseRequest
+    from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
+    from .playback import PlaybackBuffer, PlaybackChunk
     from .reconnect import ContinuationFallback, ReconnectPolicy
+    from .server import (
+        SERVER_TRANSITIONS,
+        MessageServer,
+        ServerPhase,
+        ServerTrigger,
+    )
+    from .wire import ClientConnection, ServerConnection
+
+#: The submodule that holds each public name (loaded by :func:`__getattr__`, PEP 562).
+_SUBMODULE_NAMES: dict[str, tuple[str, ...]] = {
+    "agent_state": ("AgentState",),
+    "client": ("SESSION_TRANSITIONS", "MessageClient", "SessionPhase", "SessionTrigger"),
+    "config": ("ClientConfig", "PreReadyAudio", "ServerConfig", "StartRequest"),
+    "endpoint": ("EU_WEST", "US_WEST", "Endpoint", "parse_endpoint"),
+    "envelope": ("ABSENT",),
+    "errors": (
+        "ConfigError",
+        "ConnectionClosedByServer",
+        "ConnectionFailed",
+        "ConnectionLost",
+        "FailureKind",
+        "LocalProtocolError",
+        "MillisError",
+        "RemoteProtocolError",
+        "TransportError",
+    ),
+    "events": (
+        "AgentAudio",
+        "AgentStateChanged",
+        "AIAction",
+        "AnswerLatency",
+        "BadMessage",
+        "Clear",
+        "ClientAudio",
+        "ClientMessage",
+        "ClientPing",
+        "CloseInitiator",
+        "Connected",
+        "ConnectionClosed",
+        "ConnectionRejected",
+        "Event",
+        "FunctionCall",
+        "InitiateReceived",
+        "InitiateRejected",
+        "Pause",
+        "PlaybackFinished",
+        "PlaybackLatency",
+        "PlaybackOverflow",
+        "Pong",
+        "Ready",
+        "Reconnected",
+        "ReconnectFailed",
+        "Reconnecting",
+        "ResponseText",
+        "SessionEnded",
+        "SessionReady",
+        "StartAnswering",
+        "Transcript",
+        "UnknownMessage",
+        "Unpause",
+        "event_to_dict",
+    ),
+    "machine": ("CloseRequest",),
+    "pcm": ("BYTES_PER_SAMPLE", "SAMPLE_RATE"),
+    "playback": ("PlaybackBuffer", "PlaybackChunk"),
+    "reconnect": ("ContinuationFallback", "ReconnectPolicy"),
+    "server": ("SERVER_TRANSITIONS", "MessageServer", "ServerPhase", "ServerTrigger"),
+    "wire": ("ClientConnection", "ServerConnection"),
+}
+_HOME = {name: module for module, names in _SUBMODULE_NAMES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    # The reconnect policy loads on first use: most programs never ask for it, and
-    # ``import millis_proto`` should cost little more than ``import wsproto``.
-    if name in ("ContinuationFallback", "ReconnectPolicy"):
-        from . import reconnect
+    # Loading on first use keeps ``import millis_proto`` (and every program that needs only
+    # part of the core, e.g. the message machines without the WebSocket layer) cheap.
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(reconnect, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
