@@ -3,13 +3,13 @@
     python -m bench.offline --minutes 60      # one JSON line
     python -m bench.offline --imports 7       # import times, fresh interpreters
 
-The virtual-time run is a conversation between the client machine and the local agent with
-no sockets and no event loop: the two message machines hand their messages to each other
-directly on a virtual clock advanced 20 ms a step. The user talks in bursts (1.2 s of a
-loud tone, then 3.8 s of silence, over and over) and the echo agent answers each burst;
-playback is pulled every step, and only a summary (counts per event type) is kept, so its
-memory must not grow with the length. Reported: CPU seconds, speed against real time, and
-resident memory at a tenth of the run and at its end.
+The virtual-time run is the library's own :func:`millis_proto.agent.offline_call`: the
+client machine and the local agent hand their messages to each other directly, with no
+sockets and no event loop, on a virtual clock advanced 20 ms a step. The user talks in
+bursts (1.2 s of a loud tone, then 3.8 s of silence, over and over, from a generator) and
+the echo agent answers each burst; playback is pulled every step, and only the call's
+summary is kept, so its memory must not grow with the length. Reported: CPU seconds, speed
+against real time, and resident memory at a tenth of the run and at its end.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import statistics
 import struct
 import subprocess
 import sys
-from collections import Counter
+from collections.abc import Iterator
 
 STEP_MS = 20
 BURST_S, GAP_S = 1.2, 3.8
@@ -50,66 +50,41 @@ def _cpu() -> float:
 
 def virtual_run(minutes: float) -> dict[str, object]:
     """Run the conversation; see the module docstring."""
-    from millis_proto import ClientConfig, MessageClient, MessageServer, StartRequest
-    from millis_proto.agent import AgentSession, AgentSetup
-    from millis_proto.machine import CloseRequest
+    from millis_proto import ClientConfig
+    from millis_proto.agent import offline_call
 
     tone, silence = _user_audio()
     cycle = round((BURST_S + GAP_S) * 1000 / STEP_MS)
     burst = round(BURST_S * 1000 / STEP_MS)
     steps = round(minutes * 60_000 / STEP_MS)
-    samples = STEP_MS * 16
-    setup = AgentSetup()
-    server = MessageServer()
-    agent = AgentSession(setup, server=server)
-    client = MessageClient(
-        StartRequest(public_key="offline-key", agent_id="local-agent"),
-        ClientConfig(emit_audio_events=False),
-    )
-    summary: Counter[str] = Counter()
-    played = 0
-    ended_at: int | None = None
     tenth = max(steps // 10, 1)
     rss_tenth = 0
+
+    def microphone() -> Iterator[bytes]:
+        nonlocal rss_tenth
+        for step in range(steps):
+            if step == tenth:
+                rss_tenth = _rss_kb()
+            yield tone if step % cycle < burst else silence
+
     cpu0 = _cpu()
     rss0 = _rss_kb()
-    client.start(0.0)
-    for step in range(steps):
-        now = step * STEP_MS / 1000
-        client.send_audio(tone if step % cycle < burst else silence, now)
-        for message in client.messages_to_send():
-            if not isinstance(message, CloseRequest):
-                server.receive_message(message, now)
-        for event in server.events():
-            agent.feed(event, now)
-        deadline = agent.get_timer()
-        if deadline is not None and deadline <= now:
-            agent.on_tick(now)
-        for message in server.messages_to_send():
-            if isinstance(message, CloseRequest):
-                ended_at = step
-                break
-            client.receive_message(message, now)
-        played += len(client.pull_playback(samples, now).pcm)
-        for event in client.events():
-            summary[type(event).__name__] += 1
-        if ended_at is not None:
-            break
-        if step == tenth:
-            rss_tenth = _rss_kb()
+    summary = offline_call(
+        microphone(), config=ClientConfig(emit_audio_events=False), frame_ms=STEP_MS
+    )
     cpu = _cpu() - cpu0
-    virtual_s = (ended_at + 1 if ended_at is not None else steps) * STEP_MS / 1000
     return {
         "minutes": minutes,
-        "virtual_s": virtual_s,
+        "virtual_s": summary.duration_s,
         "cpu_s": cpu,
-        "speed": virtual_s / cpu if cpu else math.inf,
+        "speed": summary.duration_s / cpu if cpu else math.inf,
         "rss_start_kb": rss0,
         "rss_tenth_kb": rss_tenth,
         "rss_end_kb": _rss_kb(),
-        "played_bytes": played,
-        "ended_early": ended_at is not None,
-        "events": dict(summary),
+        "end_reason": summary.end_reason,
+        "turns": summary.turns,
+        "played_s": summary.played_audio_s,
+        "events": summary.event_counts,
     }
 
 

@@ -351,7 +351,7 @@ class MessageClient(MessageMachine):
         return phase is _P.STARTED and self.config.pre_ready_audio is PreReadyAudio.SEND
 
     def _route_audio(self, frame: bytes, now: float) -> None:
-        if self._gate_open():
+        if self._phase is _P.LIVE or self._gate_open():
             self._send_audio_frame(frame, now)
         elif self.config.pre_ready_audio is PreReadyAudio.DROP:
             self.pre_ready_dropped_samples += len(frame) // BYTES_PER_SAMPLE

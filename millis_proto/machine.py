@@ -54,6 +54,8 @@ class MessageMachine:
 
     def events(self) -> list[Event]:
         """Pop every pending event, oldest first."""
+        if not self._events:
+            return []
         out = list(self._events)
         self._events.clear()
         return out

@@ -89,8 +89,10 @@ class Rechunker:
 
     def push(self, data: bytes) -> list[bytes]:
         """Add ``data``; return every complete frame now available, oldest first."""
-        self._buf += data
         n = self.frame_bytes
+        if not self._buf and len(data) == n and type(data) is bytes:
+            return [data]  # hot path: one whole frame, nothing carried (bytes are immutable)
+        self._buf += data
         if len(self._buf) < n:
             return []
         full = len(self._buf) - len(self._buf) % n

@@ -55,6 +55,7 @@ class PlaybackBuffer:
         "_head",
         "_paused",
         "_queued_bytes",
+        "_silence",
         "capacity_samples",
         "dropped_samples",
         "played_samples",
@@ -70,6 +71,7 @@ class PlaybackBuffer:
         self._head = 0  # bytes of _chunks[0] already played
         self._queued_bytes = 0
         self._paused = False
+        self._silence = PlaybackChunk(b"", 0, False)  # the last all-zero chunk handed out
         #: Whole samples accepted into the queue since creation.
         self.received_samples = 0
         #: Real (non-silence) samples handed out by :meth:`pull` since creation.
@@ -110,7 +112,11 @@ class PlaybackBuffer:
             raise ConfigError("n_samples must not be negative.")
         want = n_samples * BYTES_PER_SAMPLE
         if self._paused or not self._queued_bytes or not want:
-            return PlaybackChunk(bytes(want), 0, False)
+            # Silence is pulled 50 times a second between answers: reuse the (immutable)
+            # chunk of the last such pull when the size is the same.
+            if len(self._silence.pcm) != want:
+                self._silence = PlaybackChunk(bytes(want), 0, False)
+            return self._silence
         parts: list[bytes] = []
         got = 0
         chunks = self._chunks

@@ -34,6 +34,7 @@ PROMISES = {
         r"^call ended \(\w+\); wrote reply\.wav$",
     ],
     "converse(": [r"^agent called get_weather\{'city': 'Paris'\}, played \d+\.\d s$"],
+    "offline_call(": [r"^120 turns in 10 virtual minutes, last: \(echo of user turn 120\)$"],
     "transports.trio import connect": [r"^ready, session local-session-\d+$"],
     "transports.anyio import connect": [r"^connected: local-session-\d+$"],
     "connect_blocking": [r"^session local-session-\d+$", r"^played \d+ real samples$"],

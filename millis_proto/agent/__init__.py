@@ -6,6 +6,8 @@
 * :class:`LocalAgent` listens (energy VAD and turn detection, :mod:`.turns`), answers
   (echo by default, or a :class:`Scenario`), handles barge-in like Millis (``pause`` /
   ``unpause`` / ``clear``) and ends sessions.
+* :func:`offline_call` holds a whole call against the agent in virtual time, with no
+  sockets and no event loop, and returns a :class:`CallSummary` (memory flat however long).
 * :func:`load_scenario` reads scripted conversations (JSON or TOML, see ``SCENARIOS.md``).
 * Speech synthesis and WAV files live outside the core: inject a :data:`Voice` and clips
   through :class:`AgentSetup`. The built-in :func:`tone_voice` beeps once per word.
@@ -24,6 +26,7 @@ from .local_agent import (
     ServerSender,
     SpeechAction,
 )
+from .offline import CallSummary, EndReason, offline_call
 from .scenario import ECHO_TURN, FunctionCallSpec, MessageSpec, Scenario, Turn, load_scenario
 from .session import AgentSession
 from .store import SessionIdCounter, SessionRecord, SessionStore, TranscriptLine
@@ -52,6 +55,8 @@ __all__ = [
     "AgentSetup",
     "AgentTrigger",
     "AnswerStream",
+    "CallSummary",
+    "EndReason",
     "EnergyVad",
     "FunctionCallSpec",
     "LocalAgent",
@@ -75,5 +80,6 @@ __all__ = [
     "Voice",
     "level_dbfs",
     "load_scenario",
+    "offline_call",
     "tone_voice",
 ]

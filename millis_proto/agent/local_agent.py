@@ -264,10 +264,16 @@ class LocalAgent:
         """The next time :meth:`on_tick` must be called, or ``None`` if nothing is timed."""
         if self._phase in (AgentPhase.WAITING, AgentPhase.ENDED):
             return None
-        deadlines = [self._end_at, self._idle_deadline()]
+        # The earliest of up to three deadlines; asked at every wake-up, so no temporaries.
+        earliest = self._end_at
+        idle = self._idle_deadline()
+        if idle is not None and (earliest is None or idle < earliest):
+            earliest = idle
         if self._stream is not None:
-            deadlines.append(self._stream.next_deadline())
-        return min((d for d in deadlines if d is not None), default=None)
+            answer = self._stream.next_deadline()
+            if answer is not None and (earliest is None or answer < earliest):
+                earliest = answer
+        return earliest
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -421,7 +427,8 @@ class LocalAgent:
 
     def _run_timers(self, now: float) -> bool:
         """Bring timers and the answer stream up to ``now``; False if the session is over."""
-        if self._phase in (AgentPhase.WAITING, AgentPhase.ENDED) or not self._live():
+        phase = self._phase
+        if phase is AgentPhase.WAITING or phase is AgentPhase.ENDED or not self._live():
             return False
         if self._end_at is not None and now >= self._end_at:
             self._end("max_duration", now)
@@ -430,8 +437,9 @@ class LocalAgent:
         if idle is not None and now >= idle:
             self._end("idle_timeout", now)
             return False
-        self._pump(now)
-        return not self.ended
+        if self._stream is not None:
+            self._pump(now)
+        return self._phase is not AgentPhase.ENDED
 
     def _advance(self, trigger: AgentTrigger | type[TurnEvent]) -> SpeechAction | None:
         """Apply the table's row for ``trigger``; the one place that assigns the phase."""

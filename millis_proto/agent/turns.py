@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from ..pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, ms_to_samples
 from ._fields import check_number, field_error
-from .vad import DEFAULT_THRESHOLD_DBFS, EnergyVad
+from .vad import DEFAULT_THRESHOLD_DBFS, FRAME_SAMPLES, EnergyVad
 
 __all__ = [
     "SpeechConfirmed",
@@ -150,29 +150,30 @@ class TurnDetector:
     def push(self, pcm: Buffer) -> list[TurnEvent]:
         """Add received audio of any byte length; return the events it completes, in order."""
         events: list[TurnEvent] = []
-        for frame in self._vad.push(pcm):
+        for frame_start, voiced, frame in self._vad._classify(pcm):
             start = self._start
-            if frame.voiced:
+            frame_end = frame_start + FRAME_SAMPLES
+            if voiced:
                 if start is None:
-                    start = self._start = frame.start
+                    start = self._start = frame_start
                     self._confirmed = False
                     self._capture.clear()
                     events.append(SpeechStarted(start=start))
-                self._last_voiced_end = frame.end
-                self._keep(frame.pcm)
-                if not self._confirmed and frame.end - start >= self._min_speech:
+                self._last_voiced_end = frame_end
+                self._keep(frame)
+                if not self._confirmed and frame_end - start >= self._min_speech:
                     self._confirmed = True
-                    events.append(SpeechConfirmed(start=start, at=frame.end))
+                    events.append(SpeechConfirmed(start=start, at=frame_end))
             elif start is not None:
-                self._keep(frame.pcm)  # may turn out to be a pause between words
-                silence = frame.end - self._last_voiced_end
+                self._keep(frame)  # may turn out to be a pause between words
+                silence = frame_end - self._last_voiced_end
                 end = self._last_voiced_end
                 if self._confirmed and silence >= self._end_silence:
                     audio = bytes(self._capture[: (end - start) * BYTES_PER_SAMPLE])
-                    events.append(TurnEnded(start=start, end=end, at=frame.end, audio=audio))
+                    events.append(TurnEnded(start=start, end=end, at=frame_end, audio=audio))
                     self._close_segment()
                 elif not self._confirmed and silence >= self._cough_silence:
-                    events.append(SpeechDiscarded(start=start, end=end, at=frame.end))
+                    events.append(SpeechDiscarded(start=start, end=end, at=frame_end))
                     self._close_segment()
         return events
 
