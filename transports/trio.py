@@ -130,6 +130,18 @@ async def _connect(
             session._stop()
 
 
+def _raw_fd(stream: trio.abc.Stream) -> int | None:
+    """The socket's file descriptor for direct reads and writes, if it may be used.
+
+    Only for a plain TCP ``trio.SocketStream`` on a POSIX system (where ``os.read`` and
+    ``os.write`` work on sockets); trio's stream layer then costs more than the frame.
+    Trio still owns the socket: it waits for readiness and closes it.
+    """
+    if os.name != "posix" or type(stream) is not trio.SocketStream:
+        return None
+    return stream.socket.fileno()
+
+
 async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> trio.abc.Stream:
     tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
     if context is None:
@@ -166,6 +178,9 @@ class TrioSession(NativeSession):
             new_event=trio.Event,
         )
         self._stream = stream
+        # Plain TCP on a POSIX system: read and write the socket's descriptor directly
+        # (see _raw_fd). TLS, and anything else, goes through the stream.
+        self._fd = _raw_fd(stream)
         self._parked: trio.lowlevel.Task | None = None  # the writer, waiting for bytes
         self._timer_wait: trio.CancelScope | None = None
         self._reader_scope = trio.CancelScope(shield=True)
@@ -180,9 +195,35 @@ class TrioSession(NativeSession):
 
     def _wake_writer(self) -> None:
         task = self._parked
-        if task is not None:
-            self._parked = None
-            trio.lowlevel.reschedule(task)
+        if task is None:
+            return  # the writer is busy; it takes the new bytes with the rest
+        if self._fd is not None and not self._ending and self._write_now(self._fd):
+            return  # written in full, here and now: no task switch for the common case
+        self._parked = None
+        trio.lowlevel.reschedule(task)
+
+    def _write_now(self, fd: int) -> bool:
+        """Write the outbox straight to the socket; True if it all went.
+
+        Only while the writer is parked, so nothing else is being written and the bytes
+        stay in order. What the socket does not take now (a full send buffer), and any
+        error, is left to the writer task, which waits for the socket (bounded by
+        ``write_timeout``) and reports errors.
+        """
+        data = self._take_output()
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self._outbox.append(data)  # the writer repeats it and reports the error
+            return False
+        self._wrote(n)
+        if n == len(data):
+            return True
+        self._outbox.append(data[n:])
+        self._writing(trio.current_time())
+        return False
 
     def _move_timer(self, deadline: float) -> None:
         if self._timer_wait is not None:
@@ -192,7 +233,10 @@ class TrioSession(NativeSession):
         self._writer_scope.cancel()  # a write in progress is abandoned; the writer closes
 
     async def _checkpoint(self) -> None:
-        await trio.lowlevel.checkpoint()
+        # A cancel point, not a schedule point: a paced sender sleeps between frames
+        # anyway, and a second trip through the scheduler per frame is most of a send's
+        # cost. A sender that never sleeps still yields once its backlog is full.
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     async def _yield(self) -> None:
         await trio.lowlevel.checkpoint()
@@ -232,6 +276,9 @@ class TrioSession(NativeSession):
 
     async def _read_loop(self) -> None:
         with self._reader_scope:
+            if self._fd is not None:
+                await self._read_fd(self._fd)
+                return
             stream = self._stream
             received = self._received
             while self.connection.closed is None:
@@ -242,23 +289,76 @@ class TrioSession(NativeSession):
                     return
                 received(data or None)  # b"" is EOF
 
-    async def _write_loop(self) -> None:
-        stream = self._stream
-        with self._writer_scope:
-            while True:
-                if self._outbox:
-                    data = self._take_output()
+    async def _read_fd(self, fd: int) -> None:
+        # Wait first, then read: a paced peer's next frame is not there yet right after
+        # the last one, so reading first would cost a failed system call per frame.
+        wait_readable = trio.lowlevel.wait_readable
+        received = self._received
+        while self.connection.closed is None:
+            try:
+                await wait_readable(fd)
+                data = os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                continue
+            except _STREAM_ERRORS as exc:
+                self._lost(f"connection lost: {describe(exc)}")
+                return
+            received(data or None)  # b"" is EOF
+
+    async def _write_fd(self, fd: int) -> None:
+        # The slow path: bytes that could not be written at once (see _write_now).
+        while True:
+            if self._outbox:
+                data = self._take_output()
+                if self._write_since is None:
                     self._writing(trio.current_time())
-                    try:
-                        await stream.send_all(data)
-                    except _STREAM_ERRORS as exc:
-                        self._lost(f"connection lost: {describe(exc)}")
-                        break
-                    self._wrote(len(data))
-                elif self._ending:
-                    break
-                else:
-                    await self._park()
+                try:
+                    n = os.write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                except _STREAM_ERRORS as exc:
+                    self._lost(f"connection lost: {describe(exc)}")
+                    return
+                if n == len(data):
+                    self._wrote(n)
+                    await trio.lowlevel.checkpoint()
+                    continue
+                self._outbox.insert(0, data[n:])
+                if n:  # progress: the write_timeout clock starts again
+                    self._wrote(n)
+                    self._writing(trio.current_time())
+                try:
+                    await trio.lowlevel.wait_writable(fd)
+                except _STREAM_ERRORS as exc:
+                    self._lost(f"connection lost: {describe(exc)}")
+                    return
+            elif self._ending:
+                return
+            else:
+                await self._park()
+
+    async def _write_stream(self, stream: trio.abc.Stream) -> None:
+        while True:
+            if self._outbox:
+                data = self._take_output()
+                self._writing(trio.current_time())
+                try:
+                    await stream.send_all(data)
+                except _STREAM_ERRORS as exc:
+                    self._lost(f"connection lost: {describe(exc)}")
+                    return
+                self._wrote(len(data))
+            elif self._ending:
+                return
+            else:
+                await self._park()
+
+    async def _write_loop(self) -> None:
+        with self._writer_scope:
+            if self._fd is not None:
+                await self._write_fd(self._fd)
+            else:
+                await self._write_stream(self._stream)
         await self._close_stream()
 
     async def _park(self) -> None:
