@@ -49,28 +49,56 @@ class ForWsproto(NamedTuple):
     data: bytes
 
 
+#: Per payload length: the integer whose 32-bit words are all 1, so that a 4-byte key as
+#: an integer, times it, is the key repeated over the payload (one multiplication instead
+#: of building the repeated key as bytes).
+_REPUNITS: dict[int, int] = {}
+#: Frame heads by (first byte, payload length, masked); audio frames all have a few sizes.
+_HEADS: dict[tuple[int, int, bool], bytes] = {}
+_CACHE_LIMIT = 256
+
+
+def _repunit(n: int) -> int:
+    unit = _REPUNITS.get(n)
+    if unit is None:
+        words = (n + 3) // 4
+        unit = ((1 << (32 * words)) - 1) // 0xFFFFFFFF
+        if len(_REPUNITS) < _CACHE_LIMIT:
+            _REPUNITS[n] = unit
+    return unit
+
+
 def _xor(payload: bytes, mask: bytes) -> bytes:
     # One big-integer XOR instead of a loop over bytes: a few µs for an audio frame.
     n = len(payload)
     if not n:
         return b""
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+    key = int.from_bytes(mask, "little") * _repunit(n)
+    if n & 3:  # the key's last repeat is cut short, as the payload is
+        key &= (1 << (8 * n)) - 1
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+
+def _head(first: int, n: int, masked: bool) -> bytes:
+    head = _HEADS.get((first, n, masked))
+    if head is None:
+        bit = _MASK_BIT if masked else 0
+        if n < 126:
+            head = bytes((first, bit | n))
+        elif n < 65536:
+            head = bytes((first, bit | 126)) + _LEN16.pack(n)
+        else:
+            head = bytes((first, bit | 127)) + _LEN64.pack(n)
+        if len(_HEADS) < _CACHE_LIMIT:
+            _HEADS[first, n, masked] = head
+    return head
 
 
 def encode_frame(opcode: int, payload: bytes, mask: bytes | None) -> bytes:
     """One whole frame; ``mask`` is the client's fresh 4-byte key, ``None`` on the server."""
-    n = len(payload)
-    bit = _MASK_BIT if mask is not None else 0
-    if n < 126:
-        head = bytes((_FIN | opcode, bit | n))
-    elif n < 65536:
-        head = bytes((_FIN | opcode, bit | 126)) + _LEN16.pack(n)
-    else:
-        head = bytes((_FIN | opcode, bit | 127)) + _LEN64.pack(n)
     if mask is None:
-        return head + payload
-    return head + mask + _xor(payload, mask)
+        return _head(_FIN | opcode, len(payload), False) + payload
+    return b"".join((_head(_FIN | opcode, len(payload), True), mask, _xor(payload, mask)))
 
 
 class FrameSplitter:
@@ -95,8 +123,14 @@ class FrameSplitter:
         """The complete items in ``data`` (plus what was buffered), in stream order."""
         if self.passthrough:
             return [ForWsproto(bytes(data))] if data else []
-        buf = self._buf
-        buf += data
+        buf: bytes | bytearray
+        if self._buf:
+            buf = self._buf
+            buf += data
+        else:
+            # Nothing held back (the usual case: a read ends at a frame boundary): parse
+            # the read itself, and keep only an incomplete tail.
+            buf = data if isinstance(data, bytes) else bytes(data)
         out: list[bytes | str | ForWsproto] = []
         pos = 0
         end = len(buf)
@@ -123,9 +157,9 @@ class FrameSplitter:
             clean = (b0 & 0xF0) == _FIN and (b1 & _MASK_BIT) == want_mask and minimal
             control = opcode in _CONTROL
             if not clean or n > (125 if control else self._max):
-                return self._give_up(out, pos)
+                return self._give_up(out, buf, pos)
             if not control and opcode not in (TEXT, BINARY):
-                return self._give_up(out, pos)
+                return self._give_up(out, buf, pos)
             if want_mask:
                 at += 4
             stop = at + n
@@ -148,17 +182,20 @@ class FrameSplitter:
                     try:
                         out.append(payload.decode("utf-8"))
                     except UnicodeDecodeError:
-                        return self._give_up(out, pos)
+                        return self._give_up(out, buf, pos)
             pos = stop
-        if pos:
-            del buf[:pos]
+        if buf is self._buf:
+            if pos:
+                del self._buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(buf[pos:])
         return out
 
     def _give_up(
-        self, out: list[bytes | str | ForWsproto], pos: int
+        self, out: list[bytes | str | ForWsproto], rest: bytes | bytearray, pos: int
     ) -> list[bytes | str | ForWsproto]:
         """Hand the rest of the stream, from the frame at ``pos``, to wsproto for good."""
         self.passthrough = True
-        out.append(ForWsproto(bytes(self._buf[pos:])))
+        out.append(ForWsproto(bytes(rest[pos:])))
         self._buf = bytearray()
         return out

@@ -92,6 +92,9 @@ REDACTED = "<public key>"
 
 
 class _Machine(Protocol):
+    _events: deque[Event]  # read directly on the hot path: is anything pending?
+    _out: deque[OutgoingMessage]
+
     @property
     def closing(self) -> bool: ...
     def events(self) -> list[Event]: ...
@@ -162,6 +165,9 @@ class WireConnection:
 
     def events(self) -> list[Event]:
         """Pop every pending event, oldest first."""
+        # Called after every read and write; most of the time there is nothing.
+        if not self._events and not self._machine._events:
+            return []
         self._collect()
         out = list(self._events)
         self._events.clear()
@@ -169,7 +175,8 @@ class WireConnection:
 
     def data_to_send(self) -> bytes:
         """Everything waiting to be written to the transport, as one ``bytes``."""
-        self._encode_machine_output()
+        if self._machine._out:
+            self._encode_machine_output()
         if not self._out:
             return b""
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
@@ -530,6 +537,8 @@ class ClientConnection(WireConnection):
         self._reject_status: int | None = None
         self._reject_body = b""
         self._liveness_ping_at: float | None = None  # when our last liveness ping went out
+        self._liveness_timeout = self.config.liveness_timeout
+        self._pong_timeout = self.config.pong_timeout
         self._next_keepalive: float | None = None
         self._out.append(
             self._ws.send(
@@ -621,9 +630,25 @@ class ClientConnection(WireConnection):
     # --- internals ---------------------------------------------------------------------
 
     def _role_timer(self) -> float | None:
-        if not self.is_open or self._client.closing:
+        # Asked after every read and write: inlined, no property or method on the way.
+        ws = self._ws
+        connection = ws.connection
+        if connection is None or connection.state is not ConnectionState.OPEN:
             return None
-        deadline = self._liveness_deadline()
+        phase = self._client._phase
+        if phase is SessionPhase.CLOSING or phase is SessionPhase.CLOSED:
+            return None
+        last_rx = self._last_rx
+        if last_rx is None:
+            deadline = None
+        else:
+            ping_at = self._liveness_ping_at
+            if ping_at is not None and last_rx < ping_at:
+                deadline = ping_at + self._pong_timeout  # nothing since our ping
+            elif self._liveness_timeout is None:
+                deadline = None
+            else:
+                deadline = last_rx + self._liveness_timeout
         keepalive = self._next_keepalive
         if keepalive is not None and (deadline is None or keepalive < deadline):
             deadline = keepalive
