@@ -30,6 +30,7 @@ malformed frames wsproto rejects.
 
 from __future__ import annotations
 
+import codecs
 import struct
 from typing import NamedTuple
 
@@ -56,6 +57,7 @@ _REPUNITS: dict[int, int] = {}
 #: Frame heads by (first byte, payload length, masked); audio frames all have a few sizes.
 _HEADS: dict[tuple[int, int, bool], bytes] = {}
 _CACHE_LIMIT = 256
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 def _repunit(n: int) -> int:
@@ -101,6 +103,27 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None) -> bytes:
     return b"".join((_head(_FIN | opcode, len(payload), True), mask, _xor(payload, mask)))
 
 
+#: A partial text frame's UTF-8 check so far: the decoder and how many bytes it has seen.
+_Utf8Check = tuple["codecs.IncrementalDecoder", int]
+
+
+def _check_utf8(
+    buf: bytes | bytearray, at: int, end: int, masked: int, checked: _Utf8Check | None
+) -> _Utf8Check | None:
+    """Go on checking the partial payload ``buf[at:end]``; ``None`` if it is invalid."""
+    decoder, done = checked if checked is not None else (_UTF8(), 0)
+    part = bytes(buf[at + done : end])
+    if masked:
+        key = bytes(buf[at - 4 : at])
+        shift = done & 3
+        part = _xor(part, key[shift:] + key[:shift])
+    try:
+        decoder.decode(part, final=False)
+    except UnicodeDecodeError:
+        return None
+    return decoder, end - at
+
+
 class FrameSplitter:
     """Splits received bytes into fast-path messages and what wsproto must see.
 
@@ -110,7 +133,7 @@ class FrameSplitter:
     applies as it does to wsproto's partial messages).
     """
 
-    __slots__ = ("_buf", "_client", "_max", "passthrough")
+    __slots__ = ("_buf", "_client", "_max", "_partial", "passthrough")
 
     def __init__(self, *, client: bool, max_frame_bytes: int) -> None:
         self._buf = bytearray()
@@ -118,11 +141,14 @@ class FrameSplitter:
         self._max = max_frame_bytes
         #: True once the stream was handed to wsproto for good.
         self.passthrough = False
+        # The UTF-8 check of the text frame held at the start of the buffer, if any.
+        self._partial: _Utf8Check | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes | str | ForWsproto]:
         """The complete items in ``data`` (plus what was buffered), in stream order."""
         if self.passthrough:
             return [ForWsproto(bytes(data))] if data else []
+        partial, self._partial = self._partial, None
         buf: bytes | bytearray
         if self._buf:
             buf = self._buf
@@ -164,6 +190,14 @@ class FrameSplitter:
                 at += 4
             stop = at + n
             if stop > end:
+                if opcode == TEXT and end > at:
+                    # wsproto checks a text frame's UTF-8 as its bytes arrive, so it fails
+                    # the connection on this read, before the frame is whole: so do we.
+                    # Incrementally: only the bytes new since the last read are decoded.
+                    checked = partial if pos == 0 else None
+                    self._partial = _check_utf8(buf, at, end, want_mask, checked)
+                    if self._partial is None:
+                        return self._give_up(out, buf, pos)
                 break
             if control:
                 frame = bytes(buf[pos:stop])

@@ -83,8 +83,6 @@ __all__ = ["ClientConnection", "ServerConnection", "WireConnection"]
 
 #: How much of a handshake rejection body is kept for the error message.
 MAX_REJECT_BODY = 4096
-#: Largest opening-handshake request head the server side keeps while looking for its end.
-MAX_HANDSHAKE_BYTES = 64 * 1024
 #: Entropy asked for at once for masking keys (1024 frames' worth).
 _MASK_POOL_BYTES = 4096
 #: What replaces the public key in a close reason that echoes it.
@@ -753,7 +751,8 @@ class ServerConnection(WireConnection):
         self._server = server
         #: The request path of the accepted handshake.
         self.path: str | None = None
-        self._handshake_bytes: bytearray | None = bytearray()
+        # Received frames take the fast path too (masked, as a client must send them).
+        self._splitter = FrameSplitter(client=False, max_frame_bytes=self.max_message_bytes)
         self._rejection: tuple[int, bytes] | None = None
         self._handshake_deadline: float | None = None
         self._initiate_deadline: float | None = None
@@ -850,16 +849,6 @@ class ServerConnection(WireConnection):
         """
         if self._handshake_deadline is None and self.path is None:
             self._start_clock(now)
-        head = self._handshake_bytes
-        if head is not None and data:
-            # wsproto's server drops bytes pipelined after the upgrade request (it does not
-            # hand h11's trailing data to the new connection), so keep the request's bytes
-            # and re-feed what follows its blank line once we have accepted. Only the head
-            # is bounded (h11 rejects oversized heads itself); what follows it is kept
-            # whole, so an initiate with large metadata in the same read is not lost.
-            head += data
-            if len(head) > MAX_HANDSHAKE_BYTES and head.find(b"\r\n\r\n") < 0:
-                self._handshake_bytes = None
         super().receive_data(data, now)
 
     # --- internals ---------------------------------------------------------------------
@@ -901,17 +890,15 @@ class ServerConnection(WireConnection):
         if not isinstance(event, Request):
             return
         self.path = event.target
-        head = self._handshake_bytes or b""
-        self._handshake_bytes = None
         if self._rejection is not None:
             self._send_rejection(now)
             return
         self._out.append(self._ws.send(AcceptConnection()))
         self._events.append(Connected())
+        # What followed the request head in the same read was kept from wsproto (whose
+        # server drops bytes pipelined after the upgrade request); receive_data hands it
+        # to the splitter next.
         self._initiate_deadline = now + self.config.initiate_timeout
-        end = head.find(b"\r\n\r\n")
-        if end >= 0 and len(head) > end + 4:
-            self._ws.receive_data(bytes(head[end + 4 :]))
 
     def _send_rejection(self, now: float) -> None:
         assert self._rejection is not None
