@@ -454,3 +454,107 @@ def test_bad_utf8_in_a_partial_text_frame_fails_on_the_same_read(
         raise AssertionError("the bad frame was never refused")
 
     assert failing_read(fast=True) == failing_read(fast=False) < len(stream) - 1
+
+
+# --- the wired-in fast path: a whole server connection, fast against wsproto alone -----------
+
+
+def _client_stream(items: list[tuple[str, Any]]) -> bytes:
+    """What a client sends: the handshake, ``initiate``, then ``items`` (masked); raw bytes."""
+    from millis_proto import ClientConnection, ServerConnection, StartRequest
+
+    client = ClientConnection(
+        StartRequest(public_key="k", agent_id="a"), "ws://h/millis", mask_entropy=_entropy()
+    )
+    probe = ServerConnection(now=0.0)  # only to get the client past the handshake and onready
+    wire = bytearray(client.data_to_send())
+    probe.receive_data(bytes(wire), 0.0)
+    client.receive_data(probe.data_to_send(), 0.0)
+    initiate = client.data_to_send()
+    wire += initiate
+    probe.receive_data(initiate, 0.0)
+    probe.send_ready("s-1")
+    client.receive_data(probe.data_to_send(), 0.0)
+    for kind, arg in items:
+        if kind == "audio":
+            client.send_audio(arg, 0.0)
+        elif kind == "message":
+            client.send_message(arg)
+        else:
+            wire += client.data_to_send()
+            wire += _frame((kind, arg), _open_pair()[0], masked=True)
+            continue
+        wire += client.data_to_send()
+    return bytes(wire)
+
+
+def _server_run(stream: bytes, cuts: list[int], *, fast: bool) -> tuple[list[str], bytes]:
+    from millis_proto import InitiateReceived, ServerConnection
+
+    conn = ServerConnection(now=0.0)
+    if not fast:
+        conn._splitter = None  # wsproto alone, as before the fast path
+    out = bytearray()
+    events: list[Any] = []
+    ready = False
+    start = 0
+    for cut in [*sorted(set(cuts)), len(stream)]:
+        if start < cut <= len(stream):
+            conn.receive_data(stream[start:cut], 1.0)
+            start = cut
+        events += conn.events()
+        if not ready and not conn.closing and any(isinstance(e, InitiateReceived) for e in events):
+            ready = True
+            conn.send_ready("s-1")
+        if ready and not conn.closing:
+            conn.send_audio(bytes(64))
+        out += conn.data_to_send()
+    return [repr(e) for e in events], bytes(out)
+
+
+@given(
+    items=st.lists(
+        st.one_of(
+            st.tuples(st.just("audio"), st.binary(min_size=2, max_size=3000)),
+            st.tuples(st.just("message"), st.sampled_from(["note", "custom"])),
+            st.tuples(st.just("ping"), st.binary(max_size=125)),
+            st.tuples(st.just("text"), st.text(max_size=50)),
+            st.tuples(st.just("fragments"), st.tuples(small, small)),
+            st.tuples(
+                st.sampled_from(["rsv", "bad_utf8", "wrong_mask", "lone_continuation"]),
+                st.just(b""),
+            ),
+            st.tuples(st.just("close"), st.sampled_from([1000, 1001, 4000])),
+        ),
+        max_size=8,
+    ),
+    data=st.data(),
+)
+@settings(max_examples=40, deadline=None)
+def test_server_connection_fast_path_is_wsproto_alone(
+    items: list[tuple[str, Any]], data: st.DataObject
+) -> None:
+    """The same client bytes in the same reads — ``initiate`` and then frames of every kind,
+    in any split — give the same events and byte for byte the same server output with the
+    fast path as with wsproto alone. The handshake comes in a read of its own: wsproto alone
+    drops what is pipelined behind it (test_timers_and_fidelity covers that case)."""
+    stream = _client_stream(items)
+    head = stream.index(b"\r\n\r\n") + 4
+    cuts = [head, *data.draw(st.lists(st.integers(head, len(stream)), max_size=10))]
+    assert _server_run(stream, cuts, fast=True) == _server_run(stream, cuts, fast=False)
+
+
+def test_server_connection_takes_the_fast_path() -> None:
+    """Whole masked audio frames after the handshake never reach wsproto's frame parser."""
+    stream = _client_stream([("audio", bytes(640))] * 3)
+    parsed: list[int] = []
+    real = wsproto.frame_protocol.FrameProtocol.receive_bytes
+
+    def receive_bytes(self: Any, data: bytes) -> None:
+        parsed.append(len(data))
+        real(self, data)
+
+    with mock.patch.object(wsproto.frame_protocol.FrameProtocol, "receive_bytes", receive_bytes):
+        events, _ = _server_run(stream, [], fast=True)
+    assert sum("ClientAudio" in e for e in events) == 3
+    assert sum(parsed) == 0
