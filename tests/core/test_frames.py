@@ -357,16 +357,26 @@ def _server_stream(items: list[tuple[str, Any]]) -> bytes:
     server.events()
     server.send_ready("s-1")
     wire += server.data_to_send()
+    return bytes(wire) + _sent(server, items, from_client=False)
+
+
+def _sent(conn: Any, items: list[tuple[str, Any]], *, from_client: bool) -> bytes:
+    """The bytes ``conn`` (an open client or server connection) sends for ``items``; the
+    kinds it cannot send itself are frames made by hand (masked when from the client)."""
+    wire = bytearray()
     for kind, arg in items:
         if kind == "audio":
-            server.send_audio(arg)
+            if from_client:
+                conn.send_audio(arg, 0.0)
+            else:
+                conn.send_audio(arg)
         elif kind == "message":
-            server.send_message(arg)
+            conn.send_message(arg)
         else:
-            wire += server.data_to_send()
-            wire += _frame((kind, arg), _open_pair()[1], masked=False)
+            wire += conn.data_to_send()
+            wire += _frame((kind, arg), _open_pair()[0 if from_client else 1], masked=from_client)
             continue
-        wire += server.data_to_send()
+        wire += conn.data_to_send()
     return bytes(wire)
 
 
@@ -475,17 +485,7 @@ def _client_stream(items: list[tuple[str, Any]]) -> bytes:
     probe.receive_data(initiate, 0.0)
     probe.send_ready("s-1")
     client.receive_data(probe.data_to_send(), 0.0)
-    for kind, arg in items:
-        if kind == "audio":
-            client.send_audio(arg, 0.0)
-        elif kind == "message":
-            client.send_message(arg)
-        else:
-            wire += client.data_to_send()
-            wire += _frame((kind, arg), _open_pair()[0], masked=True)
-            continue
-        wire += client.data_to_send()
-    return bytes(wire)
+    return bytes(wire) + _sent(client, items, from_client=True)
 
 
 def _server_run(stream: bytes, cuts: list[int], *, fast: bool) -> tuple[list[str], bytes]:
