@@ -10,6 +10,10 @@ bursts (1.2 s of a loud tone, then 3.8 s of silence, over and over, from a gener
 the echo agent answers each burst; playback is pulled every step, and only the call's
 summary is kept, so its memory must not grow with the length. Reported: CPU seconds, speed
 against real time, and resident memory at a tenth of the run and at its end.
+
+``import millis_proto`` loads its submodules on first use, so the import table also times
+``millis_proto.wire``: the whole client and server stack a transport needs (wsproto, the
+machines, the events), which is what a program that opens a connection really pays.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ _IMPORT = "import time, sys\nt = time.perf_counter()\nimport {0}\nprint(time.per
 
 def import_times(repeat: int) -> dict[str, object]:
     """Median wall time of a fresh interpreter's ``import X``, alternating the modules."""
-    modules = ("wsproto", "millis_proto", "transports.trio")
+    modules = ("wsproto", "millis_proto", "millis_proto.wire", "transports.trio")
     times: dict[str, list[float]] = {m: [] for m in modules}
     for _ in range(repeat):
         for module in modules:

@@ -91,9 +91,10 @@ def offline_call(
 
     ``user_audio`` is 16 kHz mono s16le PCM: one buffer (sent ``frame_ms`` at a time) or an
     iterable of buffers (one per step, best ``frame_ms`` long; a generator keeps even a
-    long input out of memory). ``setup`` is the agent's (default: the echo agent) and
-    ``config`` the client's. Raises :class:`~millis_proto.ConfigError` naming the argument
-    when one is out of range; what the agent's injected voice raises propagates.
+    long input out of memory; an endless one needs ``max_duration``). ``setup`` is the
+    agent's (default: the echo agent) and ``config`` the client's. Raises
+    :class:`~millis_proto.ConfigError` naming the argument when one is out of range; what
+    the agent's injected voice raises propagates.
     """
     check_number("frame_ms", frame_ms)
     frame_samples = ms_to_samples(frame_ms)
