@@ -168,6 +168,8 @@ class MessageClient(MessageMachine):
         self.audio_packets_sent = 0
         #: Samples discarded by the pre-ready policy (``DROP``, or ``BUFFER`` overflow).
         self.pre_ready_dropped_samples = 0
+        #: True once the server said ``onsessionended``: the session is over.
+        self.session_ended = False
 
     # --- state -------------------------------------------------------------------------
 
@@ -506,6 +508,7 @@ class MessageClient(MessageMachine):
 
     def _on_session_ended(self, env: Envelope, now: float) -> str | None:
         self._events.append(SessionEnded(data=env.data, payload=env.payload))
+        self.session_ended = True
         if self.config.close_on_session_end:
             self.close(1000, "session ended")
         return None

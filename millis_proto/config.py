@@ -216,7 +216,9 @@ class ClientConfig:
     Timers (seconds; they come out of ``ClientConnection.get_timer()``):
 
     * ``disconnect_timeout``: how long our close frame waits for the server's reply; then
-      the connection counts as closed (by us, normally) without it.
+      the connection is closed without it: normally after ``onsessionended``, else as
+      ``ConnectionClosed(1006, "the server stopped answering ...")`` (a half-open server
+      is not a normal end).
     * ``liveness_timeout``: after this long with no byte from the server, a Millis ``ping``
       is sent; ``None`` disables the liveness check.
     * ``pong_timeout``: after that ping, this long with still no byte from the server ends

@@ -338,9 +338,11 @@ class ConnectionClosed(Event):
         """True when the session ended as sessions should end.
 
         That is every close we started (our close frame went out: :attr:`CloseInitiator.LOCAL`,
-        also after ``onsessionended``), and a close the peer started with 1000, 1001 or
-        1005 (docs/protocol.md §4). A lost connection, a protocol failure and a peer's close
-        with any other code are abnormal.
+        also after ``onsessionended``) that the peer answered or that ended the transport
+        otherwise, and a close the peer started with 1000, 1001 or 1005 (docs/protocol.md
+        §4). A lost connection (a client's close the server never answered while the
+        session was live counts as lost, 1006), a protocol failure and a peer's close with
+        any other code are abnormal.
         """
         if self.initiator is CloseInitiator.LOCAL:
             return True

@@ -237,10 +237,14 @@ class WireConnection:
             if now >= self._close_deadline:
                 # RFC 6455 §7.1.1 lets us close the TCP connection when the reply is late.
                 self._out.clear()
-                self._end_without_reply("the peer did not answer the close in time", now)
+                self._close_unanswered(now)
             return
         self._role_handle_timer(now)
         self._encode_if_closing()
+
+    def _close_unanswered(self, now: float) -> None:
+        """The peer let the close-reply deadline pass: end the connection without it."""
+        self._end_without_reply("the peer did not answer the close in time", now)
 
     def _role_timer(self) -> float | None:
         return None
@@ -489,9 +493,11 @@ class ClientConnection(WireConnection):
     ``time.time() - time.monotonic()`` (or the same for your event loop's clock). The core
     never reads a clock itself.
 
-    Timers (``get_timer``/``handle_timer``, all from ``config``): the close-reply deadline;
-    liveness — after ``liveness_timeout`` with no byte from the server a Millis ``ping`` is
-    sent, and ``pong_timeout`` later with still nothing the connection ends with
+    Timers (``get_timer``/``handle_timer``, all from ``config``): the close-reply deadline
+    (an unanswered close ends as ``ConnectionClosed(1006, "the server stopped answering
+    ...")``, unless ``onsessionended`` had already ended the session); liveness — after
+    ``liveness_timeout`` with no byte from the server a Millis ``ping`` is sent, and
+    ``pong_timeout`` later with still nothing the connection ends with
     ``ConnectionClosed(1006, "the server stopped answering")``; and the optional
     ``keepalive_interval`` pings.
 
@@ -626,6 +632,26 @@ class ClientConnection(WireConnection):
         return self._client.pull_playback(n_samples, now)
 
     # --- internals ---------------------------------------------------------------------
+
+    def _close_unanswered(self, now: float) -> None:
+        """Our close got no reply within ``disconnect_timeout``.
+
+        After ``onsessionended`` nothing is lost: the session was over, so the end stays
+        our own, normal close. Before it, a server that answers nothing — not even a close
+        — has stopped answering, and a half-open connection must not pass for a normal
+        end: ``ConnectionClosed(1006)``, as RFC 6455 §7.1.5 names a close without the
+        peer's close frame.
+        """
+        if self._client.session_ended:
+            super()._close_unanswered(now)
+            return
+        self._finish(
+            1006,
+            f"the server stopped answering (no reply to our close within "
+            f"{self.config.disconnect_timeout:g} s)",
+            CloseInitiator.LOST,
+            now,
+        )
 
     def _role_timer(self) -> float | None:
         # Asked after every read and write: inlined, no property or method on the way.

@@ -328,6 +328,10 @@ class NativeSession(ClientSession):
             self._report_drops(now, ongoing=True)
         self.connection.handle_timer(now)
         self._pump()
+        if self.connection.closed is not None:
+            # Ended by a timer (no pong, no reply to our close): the server is not reading
+            # either, so a write in progress would never finish. Abandon it.
+            self._abort_transport()
 
     # --- internals ------------------------------------------------------------------------
 

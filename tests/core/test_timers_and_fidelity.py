@@ -72,9 +72,28 @@ def test_close_with_a_silent_peer_ends_at_get_timer_with_no_adapter_help() -> No
     assert pair.cw.closed is None
     pair.cw.handle_timer(9.5)
     closed = pair.cw.events()[-1]
+    # A live session whose server answers nothing, not even our close, is half-open: lost.
+    assert closed == ConnectionClosed(
+        code=1006,
+        reason="the server stopped answering (no reply to our close within 2.5 s)",
+        initiator=CloseInitiator.LOST,
+    )
+    assert not closed.normal
+    error = closed.error()
+    assert isinstance(error, ConnectionLost)
+    assert str(error) == "The server stopped answering (no reply to our close within 2.5 s)."
+    assert pair.cw.get_timer() is None
+
+
+def test_a_close_answered_by_eof_is_still_a_normal_end() -> None:
+    pair = Pair(config=ClientConfig(disconnect_timeout=2.5))
+    pair.open()
+    pair.cw.close(1000, "bye", now=7.0)
+    pair.cw.data_to_send()
+    pair.cw.receive_data(None, 8.0)  # the server reacted: it closed the TCP connection
+    closed = pair.cw.events()[-1]
     assert closed == ConnectionClosed(code=1000, reason="bye", initiator=CloseInitiator.LOCAL)
     assert closed.normal and closed.error() is None
-    assert pair.cw.get_timer() is None
 
 
 def test_a_close_the_core_sends_itself_is_timed_from_when_it_was_sent() -> None:
@@ -85,9 +104,11 @@ def test_a_close_the_core_sends_itself_is_timed_from_when_it_was_sent() -> None:
     pair.cw.receive_data(pair.sw.data_to_send(), 3.0)  # onsessionended -> our close, at 3.0
     assert pair.cw.get_timer() == 3.0 + 5.0
     pair.cw.handle_timer(8.0)
+    # The session was over (onsessionended), so the missing reply loses nothing: normal.
     assert pair.cw.closed == ConnectionClosed(
         code=1000, reason="session ended", initiator=CloseInitiator.LOCAL
     )
+    assert pair.cw.closed.normal
 
 
 def test_close_needs_now_and_before_the_handshake_closes_at_once() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import socket
 import struct
@@ -40,7 +41,8 @@ class BadServer:
     """A one-connection WebSocket server on a raw socket that misbehaves after the handshake.
 
     ``mode`` is ``"flood"`` (never read again, send pings as fast as the socket takes
-    them) or ``"silent"`` (never read, never send, never close).
+    them), ``"silent"`` (never read, never send, never close) or ``"ready_silent"``
+    (send ``onready``, then the same silence: a server that vanished mid-session).
     """
 
     def __init__(self, mode: str) -> None:
@@ -76,6 +78,8 @@ class BadServer:
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             )
+            if self.mode == "ready_silent":
+                conn.sendall(_text_frame(READY_MESSAGE))
             if self.mode == "flood":
                 ping = struct.pack("!BB", 0x89, 125) + bytes(125)
                 conn.settimeout(0.2)
@@ -93,6 +97,17 @@ class BadServer:
         self.stop.set()
         self.listener.close()
         self.thread.join(10)
+
+
+#: What the ``ready_silent`` server says before it goes silent.
+READY_MESSAGE = json.dumps({"method": "onready", "payload": {"session_id": "half-open"}})
+
+
+def _text_frame(text: str) -> bytes:
+    """One unmasked (server-to-client) text frame."""
+    payload = text.encode()
+    assert len(payload) < 126
+    return struct.pack("!BB", 0x81, len(payload)) + payload
 
 
 @pytest.fixture
@@ -119,6 +134,11 @@ def anyio_backend(native: str) -> str:
 
 
 REQUEST = StartRequest(public_key="test-key", agent_id="agent")
+
+
+async def _read_all(session: Any) -> None:
+    async for _ in session:
+        pass
 
 
 async def _stream_audio(session: Any) -> None:
@@ -162,6 +182,67 @@ async def test_half_open_server_is_noticed_by_the_liveness_check(
                     pass
     elapsed = anyio.current_time() - started
     assert 0.9 <= elapsed < 5
+
+
+@pytest.mark.anyio
+async def test_ready_then_silent_server_is_noticed_by_the_liveness_check(
+    native: str, bad_server: Any
+) -> None:
+    server = bad_server("ready_silent")
+    connect = FLAVORS[native][1]
+    config = ClientConfig(liveness_timeout=0.5, pong_timeout=0.5)
+    with anyio.fail_after(10):
+        async with connect(server.url, REQUEST, config=config) as session:
+            await session.wait_ready()
+            ready_at = anyio.current_time()
+            with pytest.raises(ConnectionLost, match=r"^The server stopped answering\.$"):
+                await _read_all(session)
+    assert session.session_id == "half-open"
+    assert 0.9 <= anyio.current_time() - ready_at < 5  # liveness 0.5 s + pong 0.5 s
+    assert session.closed is not None and session.closed.code == 1006
+
+
+@pytest.mark.anyio
+async def test_close_a_ready_then_silent_server_never_answers_is_a_lost_connection(
+    native: str, bad_server: Any
+) -> None:
+    """Our close (a hang-up) unanswered while the session was live: ``ConnectionLost``."""
+    server = bad_server("ready_silent")
+    connect = FLAVORS[native][1]
+    with anyio.fail_after(10):
+        async with connect(server.url, REQUEST, disconnect_timeout=0.5) as session:
+            await session.wait_ready()
+            started = anyio.current_time()
+            await session.aclose()  # never raises: the end is reported by the events
+            took = anyio.current_time() - started
+            with pytest.raises(ConnectionLost, match=r"no reply to our close within 0\.5 s"):
+                await _read_all(session)
+    assert 0.45 <= took < 3
+    closed = session.closed
+    assert closed is not None and closed.code == 1006 and not closed.normal
+    with pytest.raises(ConnectionLost):
+        await session.send_audio(bytes(640))
+
+
+@pytest.mark.anyio
+async def test_liveness_end_abandons_a_write_the_silent_server_never_reads(
+    native: str, bad_server: Any
+) -> None:
+    """An app streams audio into a ready-then-silent server until the socket buffers are
+    full and a write blocks. The liveness check ends the session; the blocked write must
+    not keep ``connect``'s block open (the server would hold it for 60 s)."""
+    server = bad_server("ready_silent")
+    connect = FLAVORS[native][1]
+    config = ClientConfig(liveness_timeout=2.5, pong_timeout=0.5)
+    with anyio.fail_after(12):
+        async with connect(server.url, REQUEST, config=config, write_timeout=30) as session:
+            await session.wait_ready()
+            started = anyio.current_time()
+            with pytest.raises(ConnectionLost, match=r"^The server stopped answering\.$"):
+                await _stream_audio(session)
+        took = anyio.current_time() - started
+    assert session.dropped_audio_samples > 0  # the buffers were full: a write was blocked
+    assert 2.9 <= took < 6
 
 
 def _wav(path: Path, seconds: float) -> Path:
@@ -226,4 +307,46 @@ def test_talk_exits_1_against_a_half_open_server(bad_server: Any, tmp_path: Path
     assert rc == 1, stderr
     assert "stopped answering" in stderr
     assert "Traceback" not in stderr
+    assert 14 <= elapsed < 30  # liveness 10 s + pong 5 s
+
+
+def test_talk_exits_1_when_its_hang_up_to_a_ready_then_silent_server_goes_unanswered(
+    bad_server: Any, tmp_path: Path
+) -> None:
+    """The server said onready, then vanished (socket open, nothing answered).
+
+    The idle hang-up fires (input done, agent idle), our close is never answered, and the
+    close-reply bound (5 s) ends the call: exit 1 with one sentence, not "idle" with 0.
+    """
+    server = bad_server("ready_silent")
+    wav = _wav(tmp_path / "in.wav", 1)
+    events = tmp_path / "ev.jsonl"
+    rc, stderr, elapsed = _talk(
+        server.url, wav, "--idle-timeout", "1", "--events", str(events), timeout=60
+    )
+    assert rc == 1, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "stopped answering" in lines[0] and "no reply to our close within 5 s" in lines[0]
+    assert "test-key" not in stderr
+    # input 1 s + idle 1 s + the 5 s close bound, plus start-up; never the 60 s default
+    assert 6.5 <= elapsed < 20, elapsed
+    written = [json.loads(line) for line in events.read_text().splitlines()]
+    assert written[-1]["event"] == "error" and "stopped answering" in written[-1]["message"]
+    assert not any(e["event"] == "finished" for e in written)
+    with wave.open(str(tmp_path / "out.wav"), "rb") as out:  # finalized, valid
+        assert out.getframerate() == 16000
+
+
+@pytest.mark.slow
+def test_talk_exits_1_when_a_ready_then_silent_server_fails_the_liveness_check(
+    bad_server: Any, tmp_path: Path
+) -> None:
+    """No hang-up comes first (a long idle timeout): the liveness check ends the call."""
+    server = bad_server("ready_silent")
+    wav = _wav(tmp_path / "in.wav", 1)
+    rc, stderr, elapsed = _talk(server.url, wav, "--idle-timeout", "60", timeout=90)
+    assert rc == 1, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines == ["millis-proto: The server stopped answering."], stderr
     assert 14 <= elapsed < 30  # liveness 10 s + pong 5 s

@@ -19,6 +19,7 @@ from millis_proto import (
     ClientMessage,
     CloseInitiator,
     ConnectionClosed,
+    ConnectionLost,
     Event,
     InitiateReceived,
     LocalProtocolError,
@@ -131,7 +132,8 @@ async def test_unanswered_close_is_bounded_by_the_disconnect_timeout(
     start_request: StartRequest,
 ) -> None:
     """A peer that stops reading after the handshake: our close gives up after
-    disconnect_timeout (virtual seconds here) and still ends as our own, normal close."""
+    disconnect_timeout (virtual seconds here); the peer stopped answering while the
+    session was live, so the end is a lost connection, not a normal close."""
     client_end, server_end = memory_stream_pair()
 
     async def deaf_peer() -> None:
@@ -150,7 +152,14 @@ async def test_unanswered_close_is_bounded_by_the_disconnect_timeout(
             await session.aclose()
             assert trio.current_time() - before == pytest.approx(3)
         group.cancel_scope.cancel()
-    assert session.closed == ConnectionClosed(code=1000, reason="", initiator=CloseInitiator.LOCAL)
+    assert session.closed == ConnectionClosed(
+        code=1006,
+        reason="the server stopped answering (no reply to our close within 3 s)",
+        initiator=CloseInitiator.LOST,
+    )
+    with pytest.raises(ConnectionLost, match="stopped answering"):
+        async for _ in session:  # after its last event, ConnectionClosed
+            pass
 
 
 @pytest.mark.parametrize("anyio_backend", [_virtual()])
