@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from millis_proto import MillisError, __version__
 
 from .._errors import BaseExceptionGroup, redact
+from .options import add_allow_insecure_flag
 from .output import stdout_closed
 
 __all__ = ["main"]
@@ -79,6 +80,7 @@ def _add_target_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_tls_and_scenario_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
+    add_allow_insecure_flag(p)
     p.add_argument(
         "--scenario",
         metavar="FILE",
@@ -140,11 +142,6 @@ def _parser() -> argparse.ArgumentParser:
         "(0: a drop ends the call)",
     )
     _add_tls_and_scenario_flags(talk)
-    talk.add_argument(
-        "--allow-insecure",
-        action="store_true",
-        help="allow plain ws:// to a host that is not loopback (sends the key unencrypted)",
-    )
     talk.add_argument(
         "--fast",
         action="store_true",

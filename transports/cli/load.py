@@ -243,6 +243,7 @@ def load_command(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         include_metadata_in_prompt=args.include_metadata_in_prompt,
         session_id=None,
+        allow_insecure=args.allow_insecure,
     )
     scenario = scenario_path(args.scenario)
     suite: tuple[SuiteCall, ...] = ()
@@ -269,6 +270,7 @@ def load_command(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
             ping_interval=args.ping_interval,
             cafile=args.cafile,
+            allow_insecure=args.allow_insecure,
             agent_pacing=args.agent_pacing,
         )
         calls = args.calls if args.calls is not None or args.duration else args.sessions

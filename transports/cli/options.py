@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -10,9 +11,16 @@ from typing import Any
 
 from millis_proto import US_WEST, ConfigError, StartRequest, parse_endpoint
 
-from .._client import is_loopback
+from .._client import check_cleartext, is_loopback
 
-__all__ = ["LOCAL_AGENT", "Target", "build_target", "load_json_object", "scenario_path"]
+__all__ = [
+    "LOCAL_AGENT",
+    "Target",
+    "add_allow_insecure_flag",
+    "build_target",
+    "load_json_object",
+    "scenario_path",
+]
 
 #: Pseudo-endpoint meaning "the built-in local agent, in this process".
 LOCAL_AGENT = "local"
@@ -55,6 +63,15 @@ def _is_loopback(url: str) -> bool:
     return is_loopback(parse_endpoint(url).host)
 
 
+def add_allow_insecure_flag(p: argparse.ArgumentParser) -> None:
+    """``--allow-insecure``, the same for every command that connects (talk, load, test)."""
+    p.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow plain ws:// to a host that is not loopback (sends the key unencrypted)",
+    )
+
+
 def build_target(
     *,
     endpoint: str | None,
@@ -64,17 +81,22 @@ def build_target(
     metadata: str | None,
     include_metadata_in_prompt: bool,
     session_id: str | None,
+    allow_insecure: bool = False,
 ) -> Target:
     """Decide the endpoint and build the start request exactly as the flags say.
 
     No key and no endpoint → the built-in local agent. A key → US-West unless ``endpoint``.
     An explicit endpoint without a key is allowed only on loopback (a local ``serve``).
+    Plain ``ws://`` to a host that is not loopback is refused (:class:`ConfigError`, exit
+    2) unless ``allow_insecure`` (``--allow-insecure``): checked here, before any I/O, so
+    every command refuses it the same way and at once.
     """
     key = public_key if public_key is not None else os.environ.get("MILLIS_PUBLIC_KEY")
     if endpoint is None:
         endpoint = US_WEST if key else LOCAL_AGENT
     if endpoint != LOCAL_AGENT:
-        parse_endpoint(endpoint)  # a clear error for a malformed URL
+        # A clear error for a malformed URL, then no key in cleartext without the opt-in.
+        check_cleartext(parse_endpoint(endpoint), allow_insecure=allow_insecure)
         if not key:
             if not _is_loopback(endpoint):
                 raise ConfigError(

@@ -18,7 +18,7 @@ from millis_proto import ConfigError
 from ..local_agent import LOCAL_REQUEST
 from ..suite.format import Case
 from ..suite.runner import CaseResult, SuiteResult, load_suite, run_suite
-from .options import build_target
+from .options import add_allow_insecure_flag, build_target
 from .output import OutputError, ensure_directory
 
 __all__ = ["add_test_parser", "test_command"]
@@ -31,6 +31,7 @@ def add_test_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-key", help="agent public key (or env MILLIS_PUBLIC_KEY)")
     p.add_argument("--agent-id", help="agent id (cases may override it)")
     p.add_argument("--cafile", metavar="PEM", help="extra CA certificates to trust")
+    add_allow_insecure_flag(p)
     p.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="run each case N times (pass rate)"
     )
@@ -98,9 +99,12 @@ def test_command(args: argparse.Namespace) -> int:
             metadata=None,
             include_metadata_in_prompt=False,
             session_id=None,
+            allow_insecure=args.allow_insecure,
         ).request
-    elif args.public_key or args.agent_id or args.cafile:
-        raise ConfigError("--public-key, --agent-id and --cafile need --endpoint.")
+    elif args.public_key or args.agent_id or args.cafile or args.allow_insecure:
+        raise ConfigError(
+            "--public-key, --agent-id, --cafile and --allow-insecure need --endpoint."
+        )
     if args.repeat < 1:
         raise ConfigError("--repeat must be at least 1.")
     if args.concurrency < 1:
@@ -122,6 +126,7 @@ def test_command(args: argparse.Namespace) -> int:
                 endpoint=endpoint,
                 request=request,
                 cafile=args.cafile,
+                allow_insecure=args.allow_insecure,
                 repeat=args.repeat,
                 concurrency=args.concurrency,
                 out_dir=out_dir,

@@ -62,6 +62,7 @@ def talk_command(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         include_metadata_in_prompt=args.include_metadata_in_prompt,
         session_id=args.session_id,
+        allow_insecure=args.allow_insecure,
     )
     if args.chunk_ms <= 0:
         raise ConfigError("--chunk-ms must be positive.")
@@ -95,7 +96,7 @@ def demo_command(args: argparse.Namespace) -> int:
     if not target.local:
         target = Target(endpoint="local", request=target.request)
     args.chunk_ms, args.max_duration, args.idle_timeout = 20.0, 60.0, 2.0
-    args.cafile = None
+    args.cafile, args.allow_insecure = None, False
     return _run(
         args,
         target,
@@ -203,7 +204,7 @@ def _connect(
                 target.endpoint,
                 request,
                 cafile=args.cafile,
-                allow_insecure=getattr(args, "allow_insecure", False),
+                allow_insecure=args.allow_insecure,
             )
 
     attempts = getattr(args, "reconnect", 0)

@@ -88,6 +88,8 @@ class CallPlan:
     connect_timeout: float = 10.0
     ping_interval: float = 1.0
     cafile: str | None = None
+    #: Plain ``ws://`` to a host that is not loopback is allowed (``--allow-insecure``).
+    allow_insecure: bool = False
     #: Also time each agent audio frame against real time (``agent_lateness_ms``).
     agent_pacing: bool = False
     #: With ``--suite``: the cases, played in turn instead of ``audio``.
@@ -341,6 +343,7 @@ async def place_call(plan: CallPlan, stats: LoadStats, pacer: Pacer, *, hang_up_
             config=PACING_CONFIG if plan.agent_pacing else CLIENT_CONFIG,
             connect_timeout=plan.connect_timeout,
             cafile=plan.cafile,
+            allow_insecure=plan.allow_insecure,
         ) as session:
             stats.active += 1
             try:

@@ -144,6 +144,7 @@ async def place_suite_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: floa
                 config=CLIENT_CONFIG,
                 connect_timeout=plan.connect_timeout,
                 cafile=plan.cafile,
+                allow_insecure=plan.allow_insecure,
             ) as session:
                 stats.active += 1
                 try:

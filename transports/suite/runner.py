@@ -303,12 +303,15 @@ def local_opener(setup: AgentSetup) -> OpenSession:
     return open_session
 
 
-def endpoint_opener(url: str, *, cafile: str | None = None) -> OpenSession:
-    """Sessions with a real endpoint over the trio transport."""
+def endpoint_opener(
+    url: str, *, cafile: str | None = None, allow_insecure: bool = False
+) -> OpenSession:
+    """Sessions with a real endpoint over the trio transport (``allow_insecure``: plain
+    ``ws://`` to a host that is not loopback, see ``transports.trio.connect``)."""
     from .. import trio as trio_transport
 
     def open_session(request: StartRequest) -> AbstractAsyncContextManager[CallerSession]:
-        return trio_transport.connect(url, request, cafile=cafile)
+        return trio_transport.connect(url, request, cafile=cafile, allow_insecure=allow_insecure)
 
     return open_session
 
@@ -351,10 +354,12 @@ class SuiteRunner:
         endpoint: str | None = None,
         request: StartRequest = LOCAL_REQUEST,
         cafile: str | None = None,
+        allow_insecure: bool = False,
     ) -> None:
         self.loaded = loaded
         self.endpoint = endpoint
         self._cafile = cafile
+        self._allow_insecure = allow_insecure
         self._requests = {case.name: case_request(case, request) for case in loaded.suite.cases}
         self._audio: dict[str, list[bytes]] = {}
         self._openers: dict[str | None, OpenSession] = {}
@@ -373,7 +378,9 @@ class SuiteRunner:
     def opener(self, case: Case) -> OpenSession:
         """How ``case`` opens its session."""
         if self.endpoint is not None:
-            return endpoint_opener(self.endpoint, cafile=self._cafile)
+            return endpoint_opener(
+                self.endpoint, cafile=self._cafile, allow_insecure=self._allow_insecure
+            )
         scenario = case.scenario or self.loaded.suite.scenario
         if scenario not in self._openers:
             path = None if scenario is None else self.loaded.resolve(scenario)
@@ -459,6 +466,7 @@ def run_suite(
     endpoint: str | None = None,
     request: StartRequest = LOCAL_REQUEST,
     cafile: str | None = None,
+    allow_insecure: bool = False,
     repeat: int = 1,
     concurrency: int = 1,
     out_dir: Path | None = None,
@@ -471,7 +479,9 @@ def run_suite(
     :class:`ConfigError` for a bad suite or request before anything runs; session
     failures fail cases instead.
     """
-    runner = SuiteRunner(loaded, endpoint=endpoint, request=request, cafile=cafile)
+    runner = SuiteRunner(
+        loaded, endpoint=endpoint, request=request, cafile=cafile, allow_insecure=allow_insecure
+    )
     return runner.run_all(
         repeat=repeat,
         concurrency=concurrency,
