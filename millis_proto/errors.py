@@ -17,8 +17,11 @@ Messages are sentences for a person and never contain the public key.
 from __future__ import annotations
 
 import enum
+import json
+import urllib.parse
 
 __all__ = [
+    "REDACTED",
     "ConfigError",
     "ConnectionClosedByServer",
     "ConnectionFailed",
@@ -28,6 +31,7 @@ __all__ = [
     "MillisError",
     "RemoteProtocolError",
     "TransportError",
+    "redact",
     "sentence",
 ]
 
@@ -97,3 +101,29 @@ def sentence(text: str) -> str:
     text = text.strip() or "no reason given"
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+#: What stands in for the public key wherever it would have been shown.
+REDACTED = "<public key>"
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Replace ``secret`` in text about to be shown, logged or written anywhere.
+
+    The one redaction function: the core's close reasons and handshake errors, the
+    transports' errors and log records, the CLI's stderr, event log and live view all go
+    through it. Besides the key itself it catches the forms a server echoing it (or a URL
+    carrying it) is likely to use: JSON-escaped and percent-encoded.
+    """
+    if not secret:
+        return text
+    for form in _forms(secret):
+        if form in text:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+def _forms(secret: str) -> list[str]:
+    forms = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe="")}
+    forms.add(urllib.parse.quote_plus(secret))
+    return sorted(forms, key=len, reverse=True)  # longest first: no half-replaced form

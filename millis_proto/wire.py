@@ -65,7 +65,7 @@ from .client import MessageClient, SessionPhase
 from .config import ClientConfig, ServerConfig, StartRequest
 from .endpoint import Endpoint, parse_endpoint
 from .envelope import ABSENT
-from .errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from .errors import ConfigError, LocalProtocolError, RemoteProtocolError, redact
 from .events import (
     CloseInitiator,
     Connected,
@@ -85,8 +85,6 @@ __all__ = ["ClientConnection", "ServerConnection", "WireConnection"]
 MAX_REJECT_BODY = 4096
 #: Entropy asked for at once for masking keys (1024 frames' worth).
 _MASK_POOL_BYTES = 4096
-#: What replaces the public key in a close reason that echoes it.
-REDACTED = "<public key>"
 
 
 class _Machine(Protocol):
@@ -406,8 +404,7 @@ class WireConnection:
     def _finish(self, code: int, reason: str, initiator: CloseInitiator, now: float) -> None:
         self._machine.connection_closed(now)
         self._collect()  # the machine's last events (state -> idle) come before the close
-        if self._secret and self._secret in reason:
-            reason = reason.replace(self._secret, REDACTED)  # a peer may echo the key
+        reason = redact(reason, self._secret)  # a peer may echo the key, in any form
         self.closed = ConnectionClosed(code=code, reason=reason, initiator=initiator)
         self._events.append(self.closed)
         self._parts.clear()
@@ -740,6 +737,7 @@ class ClientConnection(WireConnection):
         )
 
     def _fail_handshake(self, why: str, hint: RejectConnection | None, now: float) -> None:
+        why = redact(why, self._secret)  # the response's headers may echo the key
         self._error = RemoteProtocolError(
             f"the server's WebSocket handshake response is invalid ({why})."
         )

@@ -23,7 +23,9 @@ For finer control, open a session yourself:
 
 The adapters make no protocol decisions: they move bytes between a socket and the core's
 wire connection, run one reader task per session, and turn I/O failures into the
-millis_proto error family. This package imports neither trio nor asyncio by itself.
+millis_proto error family. Their errors never carry the public key; for log records,
+:class:`RedactingFilter` (:mod:`transports.redaction`). This package imports neither trio
+nor asyncio by itself.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from ._client import ClientSession, ConnectOptions
     from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventsDropped
     from .app import Conversation, ConversationResult
+    from .redaction import RedactingFilter
     from .server import ServerAddress, ServerSession
 
 #: Where each public name lives. Everything loads when first asked for: a client
@@ -47,6 +50,7 @@ _LAZY = {
     "EventsDropped": "._queue",
     "Conversation": ".app",
     "ConversationResult": ".app",
+    "RedactingFilter": ".redaction",
     "ServerAddress": ".server",
     "ServerSession": ".server",
 }
@@ -68,6 +72,7 @@ __all__ = [
     "Conversation",
     "ConversationResult",
     "EventsDropped",
+    "RedactingFilter",
     "ServerAddress",
     "ServerSession",
 ]

@@ -40,7 +40,7 @@ from millis_proto import (
 )
 from millis_proto.pcm import Buffer
 
-from ._errors import STREAM_ERRORS, connect_failure, redact_error, sentence
+from ._errors import STREAM_ERRORS, connect_failure, redact, redacting, sentence
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, check_count
 from ._session import WireSession, check_timeout, close_forcefully, running
 
@@ -352,7 +352,7 @@ def open_failure(conn: ClientConnection, rejection: ConnectionRejected | None) -
     where = f"{endpoint.host}:{endpoint.port}"
     if rejection is not None:
         status = rejection.status_code
-        body = rejection.body.decode("utf-8", "replace")
+        body = redact(rejection.body.decode("utf-8", "replace"), conn.request.public_key)
         quote = " ".join(body.split())[:_REJECT_QUOTE_CHARS]
         return ConnectionFailed(
             f"The server at {where} rejected the WebSocket handshake with HTTP {status}"
@@ -480,22 +480,23 @@ async def open_client(
     plain ``ws://`` to a host that is not loopback, unless ``allow_insecure``) and
     :class:`ConnectionFailed` (with its ``kind``) when the session cannot be opened.
     """
-    endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
-    check_cleartext(endpoint, allow_insecure=allow_insecure)
-    check_timeout(connect_timeout, "connect_timeout")
-    check_count(max_queued_events, "max_queued_events")
-    check_timeout(write_timeout, "write_timeout")
-    check_count(max_send_backlog, "max_send_backlog")
-    config = session_config(
-        config, disconnect_timeout=disconnect_timeout, max_message_bytes=max_message_bytes
-    )
-    context = client_ssl_context(endpoint, cafile, ssl_context)
-    if wall_clock_offset is None:
-        wall_clock_offset = time.time() - anyio.current_time()
-    conn = ClientConnection(
-        request, endpoint, config, wall_clock_offset=wall_clock_offset, mask_entropy=os.urandom
-    )
-    try:
+    # A message may quote the URL, a rejection body or a close reason: never the key.
+    with redacting(getattr(request, "public_key", None)):
+        endpoint = url if isinstance(url, Endpoint) else parse_endpoint(url)
+        check_cleartext(endpoint, allow_insecure=allow_insecure)
+        check_timeout(connect_timeout, "connect_timeout")
+        check_count(max_queued_events, "max_queued_events")
+        check_timeout(write_timeout, "write_timeout")
+        check_count(max_send_backlog, "max_send_backlog")
+        config = session_config(
+            config, disconnect_timeout=disconnect_timeout, max_message_bytes=max_message_bytes
+        )
+        context = client_ssl_context(endpoint, cafile, ssl_context)
+        if wall_clock_offset is None:
+            wall_clock_offset = time.time() - anyio.current_time()
+        conn = ClientConnection(
+            request, endpoint, config, wall_clock_offset=wall_clock_offset, mask_entropy=os.urandom
+        )
         session = await _open_session(
             conn,
             lambda: open_stream(endpoint, context),
@@ -504,10 +505,6 @@ async def open_client(
         )
         async with running(session):
             yield session
-    except MillisError as exc:
-        # Whatever the server said (a rejection body, a close reason) may echo the key.
-        redact_error(exc, request.public_key)
-        raise
 
 
 def session_config(

@@ -3,24 +3,26 @@
 The transports catch the exceptions of trio, anyio, ``ssl`` and the OS at the stream
 boundary only, and hand the session API one of :class:`ConnectionFailed` (opening),
 :class:`ConnectionLost` or :class:`ConnectionClosedByServer` (ending). The raw exception is
-kept as ``__cause__`` for debugging, never raised. Nothing here ever sees the public key,
-and text that comes from the server is passed through :func:`redact` before it is shown.
+kept as ``__cause__`` for debugging, never raised. Every error a ``connect`` raises passes
+through :func:`redacting` with the request's public key (a message may quote a URL, a
+rejection body or a close reason), and :class:`RedactingFilter` does the same for log
+records.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import socket
 import ssl
 import sys
-import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import TypeVar
 
 import anyio
 
-from millis_proto import ConnectionFailed, Endpoint, FailureKind
-from millis_proto.errors import sentence
+from millis_proto import ConnectionFailed, Endpoint, FailureKind, MillisError
+from millis_proto.errors import REDACTED, redact, sentence
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -35,8 +37,12 @@ __all__ = [
     "describe",
     "redact",
     "redact_error",
+    "redacted",
+    "redacting",
     "sentence",
 ]
+
+T = TypeVar("T")
 
 #: What a byte stream raises when the connection under it fails. ``ssl.SSLError`` and
 #: ``socket.gaierror`` are ``OSError``s; the trio adapter re-raises trio's as anyio's.
@@ -141,36 +147,43 @@ def connect_failure(exc: BaseException, endpoint: Endpoint) -> ConnectionFailed:
     )
 
 
-#: What stands in for the public key wherever it would have been shown.
-REDACTED = "<public key>"
+def redact_error(exc: BaseException, secret: str | None) -> BaseException:
+    """Redact ``secret`` from ``exc`` in place (so its type is kept) and return it.
 
-
-def redact(text: str, secret: str | None) -> str:
-    """Replace ``secret`` in text about to be shown, logged or written anywhere.
-
-    The one redaction point: errors, the event log, the live view, the CLI's stderr and
-    server logs all go through it. Besides the key itself it catches the forms a server
-    echoing it is likely to use: JSON-escaped and percent-encoded.
+    Its message, its ``reason``/``problem``, and the same of every millis-proto error
+    among its causes and inside exception groups, since a traceback shows those too.
     """
     if not secret:
-        return text
-    for form in _forms(secret):
-        text = text.replace(form, REDACTED)
-    return text
-
-
-def _forms(secret: str) -> list[str]:
-    forms = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe="")}
-    forms.add(urllib.parse.quote_plus(secret))
-    return sorted(forms, key=len, reverse=True)  # longest first: no half-replaced form
-
-
-def redact_error(exc: BaseException, secret: str | None) -> BaseException:
-    """Redact ``secret`` from the message of ``exc`` (in place, so its type is kept)."""
-    if secret:
-        exc.args = tuple(redact(a, secret) if isinstance(a, str) else a for a in exc.args)
-        for name in ("reason", "problem"):
-            value = getattr(exc, name, None)
-            if isinstance(value, str):
-                setattr(exc, name, redact(value, secret))
+        return exc
+    for error in _causes(exc):
+        if error is exc or isinstance(error, MillisError):
+            error.args = tuple(redact(a, secret) if isinstance(a, str) else a for a in error.args)
+            for name in ("reason", "problem"):
+                value = getattr(error, name, None)
+                if isinstance(value, str):
+                    setattr(error, name, redact(value, secret))
     return exc
+
+
+@contextmanager
+def redacting(secret: str | None) -> Iterator[None]:
+    """Redact ``secret`` from every millis-proto error (or group of them) raised inside.
+
+    Errors can quote a URL (whose query may carry the key), a server's rejection body or
+    close reason, or a handshake header; wrapping a whole ``connect`` in this makes that
+    one rule rather than a duty of each message.
+    """
+    try:
+        yield
+    except (MillisError, BaseExceptionGroup) as exc:
+        redact_error(exc, secret)
+        raise
+
+
+@asynccontextmanager
+async def redacted(opened: AbstractAsyncContextManager[T], secret: str | None) -> AsyncIterator[T]:
+    """``opened`` (a transport's ``connect(...)``), with :func:`redacting` around it all:
+    opening, the body and the close."""
+    with redacting(secret):
+        async with opened as value:
+            yield value

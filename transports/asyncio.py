@@ -48,7 +48,7 @@ from ._client import (
     open_failure,
     timeout_failure,
 )
-from ._errors import connect_failure, describe, sentence
+from ._errors import connect_failure, describe, redacted, sentence
 from ._native import NativeSession
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def connect(
 
     Same arguments, same session API, same errors.
     """
-    return _connect(url, request, options)
+    return redacted(_connect(url, request, options), getattr(request, "public_key", None))
 
 
 @asynccontextmanager

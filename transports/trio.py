@@ -51,7 +51,7 @@ from ._client import (
     open_failure,
     timeout_failure,
 )
-from ._errors import connect_failure, describe, sentence
+from ._errors import connect_failure, describe, redacted, sentence
 from ._native import RECEIVE_BYTES, NativeSession
 from ._session import background
 
@@ -81,7 +81,7 @@ def connect(
     ``status_code``, HANDSHAKE_INVALID, NETWORK). See :class:`TrioSession` for how a
     session ends and how it bounds every write and wait.
     """
-    return _connect(url, request, options)
+    return redacted(_connect(url, request, options), getattr(request, "public_key", None))
 
 
 @asynccontextmanager

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+from raw_peers import rejecting_server
 from scripted_server import ScriptedConnection, ScriptedServer
 from serve_helpers import serve_process
 from test_cli_scripted import one_error_line, read_events, run, talk
@@ -249,39 +249,6 @@ def test_signal_closes_with_the_handshake_and_finalizes_files(
 
 
 # --- 6. a server that echoes the key --------------------------------------------------------
-
-
-@contextmanager
-def rejecting_server(body: bytes, status: str = "401 Unauthorized") -> Iterator[str]:
-    """A plain-socket HTTP server answering every upgrade with ``status`` and ``body``."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(10)
-    port = listener.getsockname()[1]
-
-    def answer() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
-            head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
-            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            conn.sendall(head.encode() + body)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        yield f"ws://127.0.0.1:{port}/millis"
-    finally:
-        listener.close()
-        thread.join(10)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ in every case. The public key never appears in any output.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from millis_proto import MillisError, __version__
 
 from .._errors import BaseExceptionGroup, redact
+from ..redaction import RedactingFilter
 from .options import add_allow_insecure_flag
 from .output import stdout_closed
 
@@ -220,10 +222,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr(secret: str | None) -> None:
+    """The library's warnings go to stderr, with the key of the call redacted.
+
+    Nothing changes when the process configured logging already (a program calling
+    ``main``): its own handlers are its business (see :mod:`transports.redaction`).
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secret))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    secret = getattr(args, "public_key", None) or os.environ.get("MILLIS_PUBLIC_KEY")
+    _log_to_stderr(secret)
     try:
         if args.command is None:
             parser.print_help()
@@ -256,7 +272,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stdout_closed()
         return 0
     except (KeyboardInterrupt, MillisError, BaseExceptionGroup) as exc:
-        secret = getattr(args, "public_key", None) or os.environ.get("MILLIS_PUBLIC_KEY")
         return _report(exc, secret)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import logging
 import time
 
 from millis_proto import Event, MillisError, event_to_dict
@@ -25,7 +24,6 @@ from .output import Lines
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serve until interrupted, one line per session event on stdout."""
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     setup = load_setup(scenario_path(args.scenario))
     out = Lines()
     started: dict[int, float] = {}  # per connection number: when its session began
