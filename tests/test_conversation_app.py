@@ -14,8 +14,19 @@ import pytest
 from serve_helpers import serve_process
 
 from audio_backends import MemorySink, MemorySource
-from millis_proto import ConnectionFailed, Event, FailureKind, FunctionCall, StartRequest
-from transports import Conversation
+from millis_proto import (
+    ConnectionClosed,
+    ConnectionFailed,
+    Event,
+    FailureKind,
+    FunctionCall,
+    LocalProtocolError,
+    Ready,
+    ResponseText,
+    StartRequest,
+    Transcript,
+)
+from transports import Conversation, EventsDropped
 from transports.examples import demo_wav
 
 REQUEST = StartRequest(public_key="local-test-key", agent_id="local-agent")
@@ -100,3 +111,133 @@ def test_a_conversation_that_cannot_start_raises_the_connect_error() -> None:
     with pytest.raises(ConnectionFailed) as caught:
         conversation.wait_for_end(timeout=30)
     assert caught.value.kind is FailureKind.REFUSED
+
+
+# --- async for event in conversation -------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_iterating_a_conversation_gives_every_event_to_its_end(url: str, backend: str) -> None:
+    seen_by_callback: list[Event] = []
+    iterated: list[Event] = []
+    conversation = Conversation(
+        url,
+        REQUEST,
+        source=demo_wav(),
+        sink=MemorySink(),
+        on_event=seen_by_callback.append,
+        idle_timeout=1.0,
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with conversation:
+                async for event in conversation:
+                    iterated.append(event)
+
+    anyio.run(main, backend=backend)
+    assert iterated == seen_by_callback  # the same events, in the same order
+    assert any(isinstance(e, Ready) for e in iterated)
+    assert isinstance(iterated[-1], ConnectionClosed)
+    assert any(isinstance(e, Transcript) and e.is_final for e in iterated)
+    assert any(isinstance(e, ResponseText) and "sunny" in e.text for e in iterated)
+    assert any(isinstance(e, FunctionCall) and e.function == "get_weather" for e in iterated)
+    result = conversation.result
+    assert result is not None and result.reason == "idle" and len(result.turn_latencies_ms) == 1
+
+
+def test_leaving_the_block_early_hangs_up(url: str) -> None:
+    conversation = Conversation(
+        url, REQUEST, source=MemorySource(bytes(2 * 16000 * 60)), sink=MemorySink()
+    )
+
+    async def main() -> float:
+        async with conversation:
+            async for event in conversation:
+                if isinstance(event, Ready):
+                    break
+            started = anyio.current_time()
+        return anyio.current_time() - started
+
+    took = anyio.run(main, backend="trio")
+    assert took < 5  # the close handshake, not the minute of input
+    result = conversation.result
+    assert result is not None and result.reason == "ended"
+    assert result.closed is not None and result.closed.code == 1000
+    with pytest.raises(LocalProtocolError, match="runs once"):
+        conversation.start()
+
+
+def test_a_slow_reader_gets_a_bounded_queue_and_is_told_what_it_missed(url: str) -> None:
+    every: list[Event] = []
+    conversation = Conversation(
+        url,
+        REQUEST,
+        source=demo_wav(),
+        sink=MemorySink(),
+        on_event=every.append,
+        idle_timeout=1.0,
+        max_unread_events=3,
+    )
+
+    async def main() -> list[Event]:
+        async with conversation:
+            await anyio.sleep(3)  # greeting, question and answer begin meanwhile
+            return [event async for event in conversation]
+
+    events = anyio.run(main, backend="trio")
+    assert isinstance(events[0], EventsDropped) and events[0].count > 5
+    assert isinstance(events[-1], ConnectionClosed)
+    assert not any(isinstance(e, EventsDropped) for e in every)  # the session lost none
+    # What was read is what happened, in order, with each gap counted where it was.
+    position = 0
+    for event in events:
+        if isinstance(event, EventsDropped):
+            position += event.count
+        else:
+            assert event == every[position]
+            position += 1
+    assert position == len(every)
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_iteration_raises_the_error_of_a_call_that_cannot_start(backend: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conversation = Conversation(
+        f"ws://127.0.0.1:{port}/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
+    )
+
+    async def main() -> None:
+        async with conversation:
+            async for _ in conversation:
+                pytest.fail("an event from a call that never started")
+
+    with pytest.raises(ConnectionFailed) as caught:  # itself, not in an exception group
+        anyio.run(main, backend=backend)
+    assert caught.value.kind is FailureKind.REFUSED
+
+
+def test_the_error_is_raised_on_leaving_the_block_when_nobody_iterated() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conversation = Conversation(
+        f"ws://127.0.0.1:{port}/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
+    )
+
+    async def main() -> None:
+        async with conversation:
+            await anyio.sleep(2)  # the connect fails meanwhile
+
+    with pytest.raises(ConnectionFailed):
+        anyio.run(main, backend="trio")
+
+
+def test_events_need_the_block() -> None:
+    conversation = Conversation(
+        "ws://127.0.0.1:9/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
+    )
+    with pytest.raises(LocalProtocolError, match="async with"):
+        anyio.run(conversation.next_event)

@@ -22,7 +22,23 @@ server ends it, or the input is over and the agent was idle ``idle_timeout`` sec
 
 ``wait_for_end()`` runs the call on an event loop in a background thread (trio by
 default); ``await conversation.run()`` runs it on yours (trio or asyncio). Callbacks run
-on the event loop's thread and must not block. Errors are the ``MillisError`` family:
+on the event loop's thread and must not block.
+
+Or iterate instead of (or besides) the callbacks, on your event loop, the way a session
+is iterated::
+
+    async with conversation:                  # the call starts
+        async for event in conversation:      # every event, until the call is over
+            if isinstance(event, Transcript) and event.is_final:
+                print("you:", event.text)
+    print(conversation.result.reason)
+
+The events are those ``on_event`` gets, through a bounded queue (``max_unread_events``;
+as for a session, when the application falls behind the oldest go and an
+``EventsDropped`` says how many). Leaving the block hangs up if the call is still on
+(``result.reason == "ended"``), as leaving a ``connect`` block closes the session; an
+error of the call is raised by the iteration after the last event, or on leaving the
+block if nobody iterated to the end. Errors are the ``MillisError`` family:
 :class:`~millis_proto.ConnectionFailed` when the call cannot start, ``ConnectionLost`` /
 ``ConnectionClosedByServer`` when it ends abnormally, ``AudioFileError`` for the files.
 """
@@ -30,14 +46,16 @@ on the event loop's thread and must not block. Errors are the ``MillisError`` fa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from audio_backends.levels import AudioLevel
@@ -47,12 +65,15 @@ from millis_proto import (
     ConnectionClosed,
     Endpoint,
     Event,
+    LocalProtocolError,
     ResponseText,
     StartRequest,
     Transcript,
 )
 
 from ._client import DEFAULT_READY_TIMEOUT, ConnectOptions
+from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventQueue, check_count
+from ._session import EventIterator
 from .conversation import run_conversation
 from .turn_latency import TurnLatency
 
@@ -104,9 +125,10 @@ class Conversation:
     file to write what the speaker would play), opened and closed by the conversation.
     ``on_event`` gets every event, ``on_transcript`` / ``on_response`` each final line of
     the user / the agent, ``on_level`` the audio levels. ``ready_timeout`` bounds the wait
-    for ``onready``; ``options`` are those of ``connect``
+    for ``onready``; ``max_unread_events`` the events waiting for ``async for`` (see the
+    module docstring); ``options`` are those of ``connect``
     (:class:`~transports.ConnectOptions`). Nothing happens until :meth:`run`,
-    :meth:`start` or :meth:`wait_for_end`; a conversation runs once.
+    :meth:`start`, :meth:`wait_for_end` or ``async with``; a conversation runs once.
     """
 
     def __init__(
@@ -125,6 +147,7 @@ class Conversation:
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         chunk_ms: float = 20.0,
         backend: str = "trio",
+        max_unread_events: int = DEFAULT_MAX_QUEUED_EVENTS,
         **options: Unpack[ConnectOptions],
     ) -> None:
         self._url = url
@@ -141,11 +164,19 @@ class Conversation:
         self._chunk_ms = chunk_ms
         self._backend = backend
         self._options = options
+        check_count(max_unread_events, "max_unread_events")
+        self._max_unread_events = max_unread_events
         self._scope: anyio.CancelScope | None = None
         self._ended_by_app = False
         self._future: Future[ConversationResult] | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
+        self._queue: EventQueue | None = None  # for ``async for``, once entered
+        self._group: anyio.abc.TaskGroup | None = None
+        self._error: Exception | None = None
+        self._error_raised = False
+        #: The result once the conversation has ended (``async with``), else ``None``.
+        self.result: ConversationResult | None = None
 
     # --- async ------------------------------------------------------------------------------
 
@@ -167,6 +198,8 @@ class Conversation:
                 result.latencies_ms.append(event.ms)
             if self._on_event is not None:
                 self._on_event(event)
+            if self._queue is not None:
+                self._queue.put(event)
 
         turns = TurnLatency(block_s=self._chunk_ms / 1000)
 
@@ -204,10 +237,66 @@ class Conversation:
             result.closed = session.closed
         return result
 
+    async def __aenter__(self) -> Conversation:
+        """Start the conversation in a task on the running event loop; iterate it for its
+        events (see the module docstring)."""
+        if self._queue is not None or self._future is not None:
+            raise LocalProtocolError("a conversation runs once.")
+        self._queue = EventQueue(self._max_unread_events)
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        group.start_soon(self._run_for_iteration)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Hang up if the call is still on, wait for its end (the close handshake is
+        bounded by ``disconnect_timeout``), and raise its error if it was not raised yet."""
+        assert self._group is not None
+        if self.result is None and self._error is None:
+            self._ended_by_app = True
+            self._cancel()
+        # The task never raises (its error is kept for the iterator), so the group has
+        # nothing to add to an exception of the block: that one propagates as it is.
+        await self._group.__aexit__(None, None, None)
+        if exc is None and self._error is not None and not self._error_raised:
+            self._error_raised = True
+            raise self._error
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return EventIterator(self)
+
+    async def next_event(self) -> Event | None:
+        """The next event of a conversation started with ``async with``; ``None`` after
+        the last one, or the conversation's error if it failed (on every later call too)."""
+        if self._queue is None:
+            raise LocalProtocolError("enter the conversation (async with) to read its events.")
+        event = await self._queue.get()
+        if event is None and self._error is not None:
+            self._error_raised = True
+            raise self._error
+        return event
+
+    async def _run_for_iteration(self) -> None:
+        assert self._queue is not None
+        try:
+            self.result = await self.run()
+        except Exception as exc:  # the MillisError family, or a callback's: for the reader
+            self._error = exc
+        finally:
+            self._queue.end()
+
     # --- blocking -----------------------------------------------------------------------
 
     def start(self) -> Conversation:
         """Start the conversation on an event loop in a background thread; returns at once."""
+        if self._queue is not None:
+            raise LocalProtocolError("a conversation runs once.")
         if self._future is None:
             self._portal_cm = start_blocking_portal(self._backend)
             self._portal = self._portal_cm.__enter__()
