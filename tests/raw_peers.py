@@ -8,6 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+def read_head(conn: socket.socket) -> bytes | None:
+    """Read an HTTP request head (through its blank line); ``None`` if the peer hung up."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        head += chunk
+    return head
+
+
 @contextmanager
 def rejecting_server(body: bytes, status: str = "401 Unauthorized") -> Iterator[str]:
     """A plain-socket HTTP server answering one upgrade with ``status`` and ``body``;
@@ -23,12 +34,8 @@ def rejecting_server(body: bytes, status: str = "401 Unauthorized") -> Iterator[
             return
         with conn:
             conn.settimeout(10)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                request += chunk
+            if read_head(conn) is None:
+                return
             head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
             head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             conn.sendall(head.encode() + body)

@@ -8,6 +8,7 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -30,6 +31,16 @@ from transports import Conversation, EventsDropped
 from transports.examples import demo_wav
 
 REQUEST = StartRequest(public_key="local-test-key", agent_id="local-agent")
+
+
+def unstartable() -> Conversation:
+    """A conversation with a port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return Conversation(
+        f"ws://127.0.0.1:{port}/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +113,7 @@ def test_end_hangs_up_from_another_thread(url: str) -> None:
 
 
 def test_a_conversation_that_cannot_start_raises_the_connect_error() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conversation = Conversation(
-        f"ws://127.0.0.1:{port}/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
-    )
+    conversation = unstartable()
     with pytest.raises(ConnectionFailed) as caught:
         conversation.wait_for_end(timeout=30)
     assert caught.value.kind is FailureKind.REFUSED
@@ -116,18 +122,18 @@ def test_a_conversation_that_cannot_start_raises_the_connect_error() -> None:
 # --- async for event in conversation -------------------------------------------------
 
 
+def question(url: str, **options: Any) -> Conversation:
+    """The bundled spoken question to the example agent, hung up after 1 s of quiet."""
+    return Conversation(
+        url, REQUEST, source=demo_wav(), sink=MemorySink(), idle_timeout=1.0, **options
+    )
+
+
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
 def test_iterating_a_conversation_gives_every_event_to_its_end(url: str, backend: str) -> None:
     seen_by_callback: list[Event] = []
     iterated: list[Event] = []
-    conversation = Conversation(
-        url,
-        REQUEST,
-        source=demo_wav(),
-        sink=MemorySink(),
-        on_event=seen_by_callback.append,
-        idle_timeout=1.0,
-    )
+    conversation = question(url, on_event=seen_by_callback.append)
 
     async def main() -> None:
         with anyio.fail_after(60):
@@ -170,15 +176,7 @@ def test_leaving_the_block_early_hangs_up(url: str) -> None:
 
 def test_a_slow_reader_gets_a_bounded_queue_and_is_told_what_it_missed(url: str) -> None:
     every: list[Event] = []
-    conversation = Conversation(
-        url,
-        REQUEST,
-        source=demo_wav(),
-        sink=MemorySink(),
-        on_event=every.append,
-        idle_timeout=1.0,
-        max_unread_events=3,
-    )
+    conversation = question(url, on_event=every.append, max_unread_events=3)
 
     async def main() -> list[Event]:
         async with conversation:
@@ -202,12 +200,7 @@ def test_a_slow_reader_gets_a_bounded_queue_and_is_told_what_it_missed(url: str)
 
 @pytest.mark.parametrize("backend", ["trio", "asyncio"])
 def test_iteration_raises_the_error_of_a_call_that_cannot_start(backend: str) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conversation = Conversation(
-        f"ws://127.0.0.1:{port}/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
-    )
+    conversation = unstartable()
 
     async def main() -> None:
         async with conversation:
@@ -220,12 +213,7 @@ def test_iteration_raises_the_error_of_a_call_that_cannot_start(backend: str) ->
 
 
 def test_the_error_is_raised_on_leaving_the_block_when_nobody_iterated() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conversation = Conversation(
-        f"ws://127.0.0.1:{port}/millis", REQUEST, source=MemorySource(b""), sink=MemorySink()
-    )
+    conversation = unstartable()
 
     async def main() -> None:
         async with conversation:

@@ -31,6 +31,7 @@ from typing import Any
 import anyio
 import pytest
 from conftest import FLAVORS, NATIVE
+from raw_peers import read_head
 
 from millis_proto import ClientConfig, ConnectionLost, StartRequest
 
@@ -62,12 +63,9 @@ class BadServer:
         except OSError:
             return
         with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
+            head = read_head(conn)
+            if head is None:
+                return
             key = next(
                 line.split(b":", 1)[1].strip()
                 for line in head.split(b"\r\n")
@@ -168,37 +166,23 @@ async def test_flooding_server_that_stops_reading_is_a_lost_connection(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["silent", "ready_silent"])
 async def test_half_open_server_is_noticed_by_the_liveness_check(
-    native: str, bad_server: Any
+    native: str, bad_server: Any, mode: str
 ) -> None:
-    server = bad_server("silent")
-    connect = FLAVORS[native][1]
-    config = ClientConfig(liveness_timeout=0.5, pong_timeout=0.5)
-    started = anyio.current_time()
-    with anyio.fail_after(10):
-        async with connect(server.url, REQUEST, config=config) as session:
-            with pytest.raises(ConnectionLost, match=r"stopped answering"):
-                async for _ in session:
-                    pass
-    elapsed = anyio.current_time() - started
-    assert 0.9 <= elapsed < 5
-
-
-@pytest.mark.anyio
-async def test_ready_then_silent_server_is_noticed_by_the_liveness_check(
-    native: str, bad_server: Any
-) -> None:
-    server = bad_server("ready_silent")
+    """Silent from the handshake on, or from ``onready`` on: the same liveness bound."""
+    server = bad_server(mode)
     connect = FLAVORS[native][1]
     config = ClientConfig(liveness_timeout=0.5, pong_timeout=0.5)
     with anyio.fail_after(10):
         async with connect(server.url, REQUEST, config=config) as session:
-            await session.wait_ready()
-            ready_at = anyio.current_time()
+            if mode == "ready_silent":
+                await session.wait_ready()
+            silent_since = anyio.current_time()
             with pytest.raises(ConnectionLost, match=r"^The server stopped answering\.$"):
                 await _read_all(session)
-    assert session.session_id == "half-open"
-    assert 0.9 <= anyio.current_time() - ready_at < 5  # liveness 0.5 s + pong 0.5 s
+    assert session.session_id == ("half-open" if mode == "ready_silent" else None)
+    assert 0.9 <= anyio.current_time() - silent_since < 5  # liveness 0.5 s + pong 0.5 s
     assert session.closed is not None and session.closed.code == 1006
 
 
