@@ -75,7 +75,7 @@ from ._client import DEFAULT_READY_TIMEOUT, ConnectOptions
 from ._queue import DEFAULT_MAX_QUEUED_EVENTS, EventQueue, check_count
 from ._session import EventIterator
 from .conversation import run_conversation
-from .turn_latency import TurnLatency
+from .turn_latency import TurnLatencyMeter
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -186,7 +186,10 @@ class Conversation:
 
         result = ConversationResult(reason="server_closed", session_id=None)
 
-        def dispatch(_t: float, event: Event) -> None:
+        turns = TurnLatencyMeter(block_s=self._chunk_ms / 1000)
+
+        def dispatch(loop_t: float, event: Event) -> None:
+            turns.event(loop_t, event)
             # A final line with no text (a server may send one) adds nothing to say.
             if isinstance(event, (Transcript, ResponseText)) and event.is_final and event.text:
                 speaker = "user" if isinstance(event, Transcript) else "agent"
@@ -201,12 +204,10 @@ class Conversation:
             if self._queue is not None:
                 self._queue.put(event)
 
-        turns = TurnLatency(block_s=self._chunk_ms / 1000)
-
         def on_level(level: AudioLevel) -> None:
-            latency = turns.feed(level)
-            if latency is not None:
-                result.turn_latencies_ms.append(latency * 1000)
+            measured = turns.feed(level)
+            if measured is not None and measured.played_ms is not None:
+                result.turn_latencies_ms.append(measured.played_ms)
             if self._on_level is not None:
                 self._on_level(level)
 

@@ -1,50 +1,115 @@
-"""Turn latency as a person hears it: from the end of your speech to the agent's first audio.
+"""Turn latency: from the end of the user's speech to the agent's answer, received and heard.
 
-Measured from the two level streams the conversation loop reports (the user's audio as it
-is sent, the agent's as it is played; both on the same timeline), so it includes the
-network, the agent's thinking and the playback buffer. A block is *voiced* above
-:data:`VOICE_DBFS`; the user's speech has ended at the end of their last voiced block, and
-the agent *starts* when it goes from quiet (at least :data:`AGENT_QUIET_S` without a
-voiced block, so the short gaps between its words do not count) to voiced. One turn gives
-one measurement: the first agent start after the user spoke.
+The one definition the CLI (``talk``), :class:`~transports.Conversation` and the test
+suites (:mod:`transports.suite.measure`) share. A turn's latency is measured from the end
+of the user's speech (the last voiced moment) to
+
+* **received**: the agent state entering ``answer`` (from ``idle`` or ``prepare_answer``)
+  at or after that end — the agent's first audio is on its way;
+* **played**: the first agent audio played after that — what a person hears.
+
+:class:`TurnLatencyMeter` applies the rule to moments fed in the order they happened;
+:meth:`TurnLatencyMeter.feed` and :meth:`TurnLatencyMeter.event` adapt the live loop's
+audio levels and events to it (a level block is *voiced* above :data:`VOICE_DBFS`), and
+the suite feeds its exact sample times. Each measured turn is a :class:`TurnLatency`
+event (``"turn_latency"`` in an event log).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 from audio_backends import AudioLevel
+from millis_proto import AgentState, AgentStateChanged, Event
 
-__all__ = ["AGENT_QUIET_S", "VOICE_DBFS", "TurnLatency"]
+__all__ = ["VOICE_DBFS", "TurnLatency", "TurnLatencyMeter"]
 
-#: Blocks louder than this (RMS, dBFS) count as speech.
+#: Level blocks louder than this (RMS, dBFS) count as speech.
 VOICE_DBFS = -45.0
-#: How long the agent must be quiet before its next voiced block counts as a new start.
-AGENT_QUIET_S = 0.3
+#: The agent state changes that start an answer.
+_ANSWER_FROM = (AgentState.IDLE, AgentState.PREPARE_ANSWER)
 
 
-class TurnLatency:
-    """Feed it every :class:`AudioLevel`; :meth:`feed` returns a latency when one completes."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnLatency(Event):
+    """End of the user's speech → first agent audio received / played, in ms (None: none)."""
 
-    def __init__(self, block_s: float) -> None:
-        self._block_s = block_s  # the length of one level block (the conversation's chunk)
-        self._user_end: float | None = None  # end of the user's last voiced block
-        self._awaiting = False  # the user spoke and the agent has not started since
-        self._agent_voiced_until = -math.inf
+    name: ClassVar[str] = "turn_latency"
+    turn: int
+    received_ms: float | None
+    played_ms: float | None
 
-    def feed(self, level: AudioLevel) -> float | None:
-        """The turn latency in seconds if ``level`` is the agent's start after a user turn."""
-        voiced = level.rms_dbfs > VOICE_DBFS
-        if not voiced:
+
+class TurnLatencyMeter:
+    """Measure turn after turn: tell it when speech ended, the answer started and agent
+    audio played, in the order they happened (seconds, one clock).
+
+    ``block_s`` is the length of a level block, for :meth:`feed`: the user's speech ends
+    at the end of their last voiced block, and a played block may be stamped up to one
+    block before the answer's start (block times are stream positions, events are clock
+    readings). After each turn, :attr:`received` and :attr:`played` hold its moments
+    (``None`` until they come).
+    """
+
+    def __init__(self, block_s: float = 0.0) -> None:
+        self._block_s = block_s
+        self._turn = 0
+        self._speech_end: float | None = None
+        #: When the current turn's answer started (the agent state entered ``answer``).
+        self.received: float | None = None
+        #: When the current turn's answer was first played.
+        self.played: float | None = None
+
+    def speech_ended(self, t: float) -> None:
+        """The user's speech ended at ``t`` (again: more speech moves the end, and speech
+        after the agent began answering starts a new turn)."""
+        if self._speech_end is None or self.received is not None:
+            self._turn += 1
+            self.received = self.played = None
+        self._speech_end = t
+
+    def answer_started(self, t: float) -> None:
+        """The agent began an answer at ``t``: the first one at or after the speech end
+        is the turn's *received* moment."""
+        if self._speech_end is not None and self.received is None and t >= self._speech_end:
+            self.received = t
+
+    def agent_played(self, t: float) -> TurnLatency | None:
+        """Agent audio was played at ``t``; the first after the answer started completes
+        the turn and gives its measurement."""
+        if self._speech_end is None or self.received is None or self.played is not None:
             return None
-        end = level.t + self._block_s
+        if t < self.received - self._block_s:
+            return None
+        self.played = t
+        return TurnLatency(
+            turn=self._turn,
+            received_ms=_ms(self.received - self._speech_end),
+            played_ms=_ms(max(0.0, t - self._speech_end)),
+        )
+
+    # --- adapters for the live conversation loop ------------------------------------------
+
+    def feed(self, level: AudioLevel) -> TurnLatency | None:
+        """A level block of the user (sent) or the agent (played); its measurement if
+        this block is the turn's first agent audio heard."""
+        if level.rms_dbfs <= VOICE_DBFS:
+            return None
         if level.source == "user":
-            self._user_end = end
-            self._awaiting = True
+            self.speech_ended(level.t + self._block_s)
             return None
-        starts = level.t - self._agent_voiced_until >= AGENT_QUIET_S
-        self._agent_voiced_until = end
-        if starts and self._awaiting and self._user_end is not None:
-            self._awaiting = False
-            return max(0.0, level.t - self._user_end)
-        return None
+        return self.agent_played(level.t)
+
+    def event(self, t: float, event: Event) -> None:
+        """A session event at ``t``: an answer's start is noted."""
+        if (
+            isinstance(event, AgentStateChanged)
+            and event.state is AgentState.ANSWER
+            and event.previous in _ANSWER_FROM
+        ):
+            self.answer_started(t)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)

@@ -394,5 +394,7 @@ def test_turn_latency_is_measured_from_the_audio(tmp_path: Path) -> None:
     speech_end = np.flatnonzero(np.abs(speech) > 300)[-1] / 16000
     answer = np.flatnonzero(np.abs(played) > 300)
     first_answer = answer[answer / 16000 > speech_end][0] / 16000
-    assert turns[0]["ms"] == pytest.approx((first_answer - speech_end) * 1000, abs=60)
-    assert f"turn latency: {turns[0]['ms']:.0f} ms" in proc.stdout
+    assert turns[0]["turn"] == 1
+    assert turns[0]["played_ms"] == pytest.approx((first_answer - speech_end) * 1000, abs=60)
+    assert 0 <= turns[0]["received_ms"] <= turns[0]["played_ms"] + 20  # one block of slack
+    assert f"turn latency: {turns[0]['played_ms']:.0f} ms" in proc.stdout

@@ -40,7 +40,7 @@ from ..examples import demo_scenario, demo_wav
 from ..local_agent import agent_handler, load_setup, speech_fallback
 from ..memory import connect_in_memory
 from ..reconnect import Opener, ReconnectingSession, open_reconnecting
-from ..turn_latency import TurnLatency
+from ..turn_latency import TurnLatencyMeter
 from .eventlog import EventLog
 from .options import Target, build_target, scenario_path
 from .output import STDOUT, Lines, ensure_directory
@@ -343,14 +343,15 @@ async def _converse(
         stack.callback(view.close)
         last_level = {"user": -1.0, "agent": -1.0}
         total = getattr(source, "duration_s", None)
-        turns = TurnLatency(block_s=args.chunk_ms / 1000)
+        turns = TurnLatencyMeter(block_s=args.chunk_ms / 1000)
         ready = trio.CancelScope()
         agent_ended = False
         for note in _notes_before(target, scenario):
             view.note(0.0, note)
 
-        def on_event(_t: float, event: Event) -> None:
+        def on_event(loop_t: float, event: Event) -> None:
             nonlocal agent_ended
+            turns.event(loop_t, event)  # on the loop's clock, as the audio levels are
             # One clock for every line (levels, errors, "finished" use it too), so the
             # file's "t" never goes backwards.
             t = trio.current_time() - origin
@@ -365,10 +366,10 @@ async def _converse(
             view.level(level.source, level.rms_dbfs)
             if level.source == "user" and total:
                 view.progress(min(1.0, t / total))
-            latency = turns.feed(level)
-            if latency is not None:
-                view.turn_latency(t, latency)
-                log.write_dict(t, {"event": "turn_latency", "ms": round(latency * 1000, 1)})
+            measured = turns.feed(level)
+            if measured is not None and measured.played_ms is not None:
+                view.turn_latency(t, measured.played_ms / 1000)
+                log.write(t, measured)
             if t - last_level[level.source] >= LEVEL_LOG_INTERVAL:
                 last_level[level.source] = t
                 log.write_dict(

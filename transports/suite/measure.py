@@ -4,9 +4,10 @@ Pure. The caller (:mod:`.caller`) fills a :class:`CallLog` as the call happens �
 session event with its time, each utterance it spoke, each block the speaker played —
 and :func:`observe_turn` / :func:`observe_call` read the measurements off it:
 
-* **turn latency**: end of the caller's speech (its last voiced sample) → the first agent
-  audio *received* after it (the agent state entering ``answer``), and → the first agent
-  audio *played* (the first block of the speaker holding real samples);
+* **turn latency** (:class:`~transports.turn_latency.TurnLatencyMeter`, the rule ``talk``
+  uses too): end of the caller's speech (its last voiced sample) → the first agent audio
+  *received* after it (the agent state entering ``answer``), and → the first agent audio
+  *played* (the first block of the speaker holding real samples);
 * **answer latency**: the client's ``latency`` event (``start_answering`` → first audio);
 * **interruption stop time**: for a barge-in, the caller's first sample → the end of the
   agent audio played across it, when a ``pause`` or ``clear`` came after the barge-in;
@@ -24,8 +25,6 @@ from typing import Any, ClassVar
 
 from millis_proto import (
     SAMPLE_RATE,
-    AgentState,
-    AgentStateChanged,
     AnswerLatency,
     BadMessage,
     Clear,
@@ -38,6 +37,7 @@ from millis_proto import (
     Unpause,
 )
 
+from ..turn_latency import TurnLatency, TurnLatencyMeter
 from .wer import word_error_rate
 
 __all__ = [
@@ -72,16 +72,6 @@ class CallerSpeech(Event):
     start_s: float
     end_s: float
     barge_in: bool = False
-
-
-@dataclass(**_EVENT)
-class TurnLatency(Event):
-    """End of the caller's speech → first agent audio received / played, in ms (None: none)."""
-
-    name: ClassVar[str] = "turn_latency"
-    turn: int
-    received_ms: float | None
-    played_ms: float | None
 
 
 @dataclass(**_EVENT)
@@ -242,9 +232,11 @@ def observe_turn(log: CallLog, index: int, error: str | None = None) -> TurnObse
     transcripts: list[tuple[str, bool]] = []
     responses: list[tuple[str, bool]] = []
     functions: list[tuple[str, dict[str, Any]]] = []
-    received: float | None = None
     answer_latency: float | None = None
+    meter = TurnLatencyMeter()  # exact sample times here: no block slack
+    meter.speech_ended(utter.voiced_end)
     for t, event in events:
+        meter.event(t, event)
         # The core reads text liberally (``None`` when unreadable, ``is_final`` ``None``
         # when the server did not say); here an unsaid is_final counts as not final.
         if isinstance(event, Transcript):
@@ -255,17 +247,10 @@ def observe_turn(log: CallLog, index: int, error: str | None = None) -> TurnObse
             functions.append((event.function, dict(event.params)))
         elif isinstance(event, AnswerLatency) and answer_latency is None:
             answer_latency = event.ms
-        elif (
-            isinstance(event, AgentStateChanged)
-            and received is None
-            and t >= utter.voiced_end
-            and event.state is AgentState.ANSWER
-            and event.previous in (AgentState.IDLE, AgentState.PREPARE_ANSWER)
-        ):
-            received = t
-    played: float | None = None
-    if received is not None:
-        played = next((b.t for b in log.played if b.real and received <= b.t < window_end), None)
+    for block in log.played:
+        if block.real and block.t < window_end and meter.agent_played(block.t):
+            break
+    received, played = meter.received, meter.played
     heard = " ".join(_finals(transcripts))
     stop, note = (None, "")
     if utter.barge_in:
