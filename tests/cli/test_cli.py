@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -13,31 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-EXE = str(Path(sys.executable).with_name("millis-proto"))
-DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav"
-
-
-def run(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    env.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run(
-        [EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-        **kw,
-    )  # type: ignore[call-overload]
-
-
-def read_events(path: Path) -> list[dict[str, object]]:
-    lines = path.read_text().splitlines()
-    events = [json.loads(line) for line in lines]
-    assert all(isinstance(e["t"], (int, float)) and isinstance(e["event"], str) for e in events)
-    return events
+from cli_helpers import DEMO_WAV, EXE, read_events, run
 
 
 def test_demo_fast_writes_reply_and_events(tmp_path: Path) -> None:

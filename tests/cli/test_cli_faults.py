@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +21,12 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+from cli_helpers import DEMO_WAV, EXE, one_error_line, read_events, run
 from raw_peers import rejecting_server
 from scripted_server import ScriptedConnection, ScriptedServer
 from serve_helpers import serve_process
-from test_cli_scripted import one_error_line, read_events, run, talk
+from test_cli_scripted import talk
 
-EXE = str(Path(sys.executable).with_name("millis-proto"))
-DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav"
 SECRET = "pk-SECRET-echoed-7c1"
 RATE = 16000
 

@@ -19,14 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_helpers import DEMO_WAV, EXE, one_error_line, run
 from serve_helpers import serve_process
-from test_cli_scripted import one_error_line, run
 
 from millis_proto import events as event_module
 
-EXE = str(Path(sys.executable).with_name("millis-proto"))
 ROOT = Path(__file__).parents[2]
-DEMO_WAV = ROOT / "transports" / "cli" / "data" / "demo.wav"
 SCENARIO = ROOT / "examples" / "scenario.json"
 
 

@@ -10,16 +10,15 @@ The address is TEST-NET-1 (RFC 5737), never routed in any case.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import DEMO_WAV, run_command
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
-DEMO_WAV = ROOT / "transports" / "cli" / "data" / "demo.wav"
 SUITE = ROOT / "examples" / "suite.toml"
 URL = "ws://192.0.2.1:9/millis"
 SECRET = "pk-SECRET-insecure-41d"
@@ -40,17 +39,8 @@ def offline(tmp_path: Path, args: list[str]) -> tuple[subprocess.CompletedProces
     """Run the CLI under the audit hook; the process and what it tried to reach."""
     record = tmp_path / "network.txt"
     record.write_text("")
-    env = {**os.environ, "CI": "true"}
-    env.pop("MILLIS_PUBLIC_KEY", None)
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "offline_cli.py"), str(record), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-        cwd=tmp_path,
+    proc = run_command(
+        [sys.executable, str(HERE / "offline_cli.py"), str(record), *args], cwd=tmp_path
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr

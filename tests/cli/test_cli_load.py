@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run
 from scripted_server import ScriptedConnection, ScriptedServer
 
-EXE = str(Path(sys.executable).with_name("millis-proto"))
 METRICS = (
     "connect_ms",
     "answer_ms",
@@ -32,17 +30,7 @@ METRICS = (
 
 
 def load(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    env.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run(
-        [EXE, "load", "--plain", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-    )
+    return run("load", "--plain", *args, timeout=timeout)
 
 
 def report(path: Path) -> dict[str, Any]:

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_helpers import DEMO_WAV, one_error_line, read_events, run
 from scripted_server import ScriptedConnection, ScriptedServer, marker_pcm
 from serve_helpers import serve_process
-from test_cli_scripted import RATE, SECRET, one_error_line, played, read_events, run, talk
-
-DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav"
+from test_cli_scripted import RATE, SECRET, played, talk
 
 
 class Plans:

@@ -4,16 +4,15 @@ quotes it: real ``talk`` processes against a real rejecting server on loopback."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 import urllib.parse
 from pathlib import Path
 
+from cli_helpers import DEMO_WAV, run_command
 from raw_peers import rejecting_server
 
-DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav"
 KEY = 'pk_live/SECRET+"cli" é'
 FORMS = {KEY, urllib.parse.quote(KEY, safe=""), urllib.parse.quote_plus(KEY), json.dumps(KEY)[1:-1]}
 QUERY = "?public_key=" + urllib.parse.quote(KEY, safe="")
@@ -39,14 +38,10 @@ DRIVER = textwrap.dedent(
 
 
 def talk(url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    env.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run(
+    return run_command(
         [sys.executable, "-c", DRIVER, "talk", "--endpoint", url, "--public-key", KEY,
          "--agent-id", "a", "--plain", "--input", str(DEMO_WAV),
          "--output", str(tmp_path / "o.wav"), "--events", str(tmp_path / "e.jsonl")],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, env=env,
-        check=False,
     )  # fmt: skip
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from cli_helpers import one_error_line, read_events, run
 from scripted_server import ScriptedConnection, ScriptedServer, marker_pcm
 
-EXE = str(Path(sys.executable).with_name("millis-proto"))
 RATE = 16000
 #: Wall-clock tolerance for where a server-timed event lands in the output, in seconds.
 #: The pause/unpause/clear messages and the audio travel the same loopback socket, so only
@@ -36,29 +34,6 @@ RATE = 16000
 #: (see the report figures), far below the 1 s features being measured.
 TOL_S = 0.15
 SECRET = "pk-SECRET-scripted-9f3"
-
-
-def run(
-    *args: str, timeout: float = 60, env: dict[str, str] | None = None, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "CI": "true", **(env or {})}
-    full_env.pop("MILLIS_PUBLIC_KEY", None)
-    return subprocess.run(
-        [EXE, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=full_env,
-        check=False,
-        **kw,
-    )
-
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert all(isinstance(e["t"], (int, float)) and isinstance(e["event"], str) for e in events)
-    return events
 
 
 def user_wav(tmp_path: Path, seconds: float = 1.0) -> Path:
@@ -111,13 +86,6 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
-
-
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("millis-proto: "), proc.stderr
-    return lines[0]
 
 
 # --- 1. pause / unpause / clear, sample for sample ---------------------------------------

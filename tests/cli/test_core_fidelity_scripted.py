@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cli_helpers import read_events
 from scripted_server import ScriptedConnection, ScriptedServer
-from test_cli_scripted import read_events, talk
+from test_cli_scripted import talk
 
 from millis_proto import (
     ClientConfig,

@@ -8,24 +8,21 @@ runs at the same time and must complete; the listener must survive all of it.
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cli_helpers import DEMO_WAV, EXE, cli_env
 from serve_helpers import serve_process
 
 from millis_proto import ClientConnection, ServerConnection, StartRequest
 
-EXE = str(Path(sys.executable).with_name("millis-proto"))
-DEMO_WAV = Path(__file__).parents[2] / "transports" / "cli" / "data" / "demo.wav"
 HANDSHAKE = (
     b"GET /millis HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -39,8 +36,6 @@ def _port(url: str) -> int:
 
 def _talk(url: str, tmp_path: Path) -> subprocess.Popen[str]:
     """A well-behaved session: the demo speech, then idle; exits 0 when it went well."""
-    env = {**os.environ, "CI": "true"}
-    env.pop("MILLIS_PUBLIC_KEY", None)
     return subprocess.Popen(
         [
             EXE, "talk", "--endpoint", url, "--plain", "--input", str(DEMO_WAV),
@@ -48,7 +43,7 @@ def _talk(url: str, tmp_path: Path) -> subprocess.Popen[str]:
             "--idle-timeout", "1", "--max-duration", "40",
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        stdin=subprocess.DEVNULL, env=env,
+        stdin=subprocess.DEVNULL, env=cli_env(),
     )  # fmt: skip
 
 

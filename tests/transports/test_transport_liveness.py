@@ -19,8 +19,6 @@ import json
 import re
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import wave
@@ -30,6 +28,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cli_helpers import run
 from conftest import FLAVORS, NATIVE
 from raw_peers import read_head
 
@@ -239,31 +238,12 @@ def _wav(path: Path, seconds: float) -> Path:
 
 
 def _talk(url: str, wav: Path, *extra: str, timeout: float) -> tuple[int, str, float]:
-    out = wav.with_name("out.wav")
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "transports.cli",
-            "talk",
-            "--endpoint",
-            url,
-            "--agent-id",
-            "a",
-            "--plain",
-            "--input",
-            str(wav),
-            "--output",
-            str(out),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={"MILLIS_PUBLIC_KEY": "test-key", "PATH": "/usr/bin:/bin"},
-    )
+    proc = run(
+        "talk", "--endpoint", url, "--agent-id", "a", "--plain", "--input", str(wav),
+        "--output", str(wav.with_name("out.wav")), *extra,
+        timeout=timeout, env={"MILLIS_PUBLIC_KEY": "test-key"},
+    )  # fmt: skip
     return proc.returncode, proc.stderr, time.monotonic() - started
 
 
