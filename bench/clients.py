@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +55,7 @@ class Plan:
     period: float
     warmup: float
     measure: float
+    origin: float = field(default_factory=time.monotonic)
     t0: float = 0.0
     warm_end: float = 0.0
     meas_end: float = 0.0
@@ -68,9 +70,19 @@ class Plan:
         self.warm_end = self.t0 + self.warmup
         self.meas_end = self.warm_end + self.measure
 
-    def first(self, index: int) -> float:
-        """When session ``index`` sends its first frame (staggered over one period)."""
-        return self.t0 + self.period * index / self.n
+    def first(self, index: int, now: float) -> float:
+        """When session ``index``, ready at ``now``, sends its first frame.
+
+        Sessions start as soon as they are ready (an app plays the agent's audio from the
+        first frame, so no backlog builds up while the others connect), on one grid
+        staggered over the period: session ``index`` always sends at ``index / n`` of it.
+        """
+        offset = self.origin + self.period * index / self.n
+        return offset + self.period * math.ceil((now - offset) / self.period)
+
+    def running(self, due: float) -> bool:
+        """Whether a frame due then is still sent: until the measured window ends."""
+        return not self.meas_end or due < self.meas_end
 
     def sent(self, scheduled: float, done: float) -> None:
         if self.warm_end <= done < self.meas_end:
@@ -162,7 +174,6 @@ def run_asyncio(args: argparse.Namespace, base_kb: int) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        go = asyncio.Event()
         gate = asyncio.Semaphore(CONNECTING)
         ready: list[int] = []
 
@@ -170,7 +181,6 @@ def run_asyncio(args: argparse.Namespace, base_kb: int) -> None:
             async def opened() -> None:
                 gate.release()
                 ready.append(i)
-                await go.wait()
 
             await gate.acquire()
             await session(args.url, plan, i, frame, opened)
@@ -185,10 +195,9 @@ def run_asyncio(args: argparse.Namespace, base_kb: int) -> None:
                 raise SystemExit(f"only {len(ready)} of {args.n} sessions became ready")
             await asyncio.sleep(0.02)
         plan.start(time.monotonic())
-        go.set()
-        await asyncio.sleep(plan.warm_end - time.monotonic())
+        await asyncio.sleep(max(0.0, plan.warm_end - time.monotonic()))
         cpu0, wall0 = cpu_now(), time.monotonic()
-        await asyncio.sleep(plan.meas_end - time.monotonic())
+        await asyncio.sleep(max(0.0, plan.meas_end - time.monotonic()))
         cpu1, wall1 = cpu_now(), time.monotonic()
         await asyncio.sleep(ON_TIME * 2)  # let the window's last frames finish
         report(plan, args, base_kb, cpu1 - cpu0, wall1 - wall0)
@@ -203,9 +212,8 @@ async def _asyncio_pace(
 
     clock = time.monotonic
     period = plan.period
-    due = plan.first(i)
-    end = plan.meas_end
-    while due < end:
+    due = plan.first(i, clock())
+    while plan.running(due):
         delay = due - clock()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -356,7 +364,6 @@ def run_trio(args: argparse.Namespace, base_kb: int) -> None:
     session = _wsproto_session if args.kind == "wsproto" else _millis_trio_session
 
     async def main() -> None:
-        go = trio.Event()
         gate = trio.Semaphore(CONNECTING)
         ready: list[int] = []
 
@@ -364,7 +371,6 @@ def run_trio(args: argparse.Namespace, base_kb: int) -> None:
             async def opened() -> None:
                 gate.release()
                 ready.append(i)
-                await go.wait()
 
             await gate.acquire()
             await session(args.url, plan, i, frame, opened)
@@ -376,10 +382,9 @@ def run_trio(args: argparse.Namespace, base_kb: int) -> None:
                 while len(ready) < args.n:
                     await trio.sleep(0.02)
             plan.start(time.monotonic())
-            go.set()
-            await trio.sleep(plan.warm_end - time.monotonic())
+            await trio.sleep(max(0.0, plan.warm_end - time.monotonic()))
             cpu0, wall0 = cpu_now(), time.monotonic()
-            await trio.sleep(plan.meas_end - time.monotonic())
+            await trio.sleep(max(0.0, plan.meas_end - time.monotonic()))
             cpu1, wall1 = cpu_now(), time.monotonic()
             await trio.sleep(ON_TIME * 2)
             report(plan, args, base_kb, cpu1 - cpu0, wall1 - wall0)
@@ -394,9 +399,8 @@ async def _trio_pace(
 
     clock = time.monotonic
     period = plan.period
-    due = plan.first(i)
-    end = plan.meas_end
-    while due < end:
+    due = plan.first(i, clock())
+    while plan.running(due):
         delay = due - clock()
         if delay > 0:
             await trio.sleep(delay)

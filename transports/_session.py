@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -376,17 +376,36 @@ class EventIterator:
         return event
 
 
-@asynccontextmanager
-async def background() -> AsyncIterator[anyio.abc.TaskGroup]:
+_Group = TypeVar("_Group")
+
+
+@overload
+def background() -> AbstractAsyncContextManager[anyio.abc.TaskGroup]: ...
+@overload
+def background(
+    open_group: Callable[[], AbstractAsyncContextManager[_Group]],
+) -> AbstractAsyncContextManager[_Group]: ...
+def background(
+    open_group: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+) -> AbstractAsyncContextManager[Any]:
     """A task group for background tasks whose body's own exception comes out unwrapped.
 
     Task groups wrap even a lone exception of their body in an ``ExceptionGroup``; the
     background tasks here never raise (failures become events), so a group holding one
     exception is the body's, and the caller gets it as if no task group were there.
+    ``open_group`` makes the group: anyio's by default; the trio transport passes
+    ``trio.open_nursery`` (anyio's wrappers cost memory in every session).
     """
+    return _unwrapped(open_group or anyio.create_task_group)
+
+
+@asynccontextmanager
+async def _unwrapped(
+    open_group: Callable[[], AbstractAsyncContextManager[_Group]],
+) -> AsyncIterator[_Group]:
     lone: BaseException | None = None
     try:
-        async with anyio.create_task_group() as group:
+        async with open_group() as group:
             yield group
     except BaseExceptionGroup as exc_group:
         if len(exc_group.exceptions) != 1:

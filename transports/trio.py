@@ -119,7 +119,7 @@ async def _connect(
     finally:
         if stream is not None and not opened:
             await trio.aclose_forcefully(stream)
-    async with background() as group:
+    async with background(trio.open_nursery) as group:
         group.start_soon(session._read_loop)
         group.start_soon(session._write_loop)
         group.start_soon(session._timer_loop)
@@ -288,6 +288,7 @@ class TrioSession(NativeSession):
                     self._lost(f"connection lost: {describe(exc)}")
                     return
                 received(data or None)  # b"" is EOF
+                del data  # not held while waiting: a read may be 64 KiB, in every session
 
     async def _read_fd(self, fd: int) -> None:
         # Wait first, then read: a paced peer's next frame is not there yet right after
@@ -304,6 +305,7 @@ class TrioSession(NativeSession):
                 self._lost(f"connection lost: {describe(exc)}")
                 return
             received(data or None)  # b"" is EOF
+            del data  # not held while waiting: a read may be 64 KiB, in every session
 
     async def _write_fd(self, fd: int) -> None:
         # The slow path: bytes that could not be written at once (see _write_now).
