@@ -111,6 +111,10 @@ class NativeSession(ClientSession):
     Use it from the event loop's thread only.
     """
 
+    #: Whether the send methods end with the loop's checkpoint (trio's convention; an
+    #: asyncio coroutine that has nothing to wait for does not yield, so it skips the call).
+    _CHECKPOINTS: ClassVar[bool] = True
+
     def __init__(
         self,
         conn: ClientConnection,
@@ -171,7 +175,8 @@ class NativeSession(ClientSession):
             self._report_drops(now, ongoing=False)
         self.connection.send_audio(pcm, now)
         self._pump()
-        await self._checkpoint()
+        if self._CHECKPOINTS:
+            await self._checkpoint()
 
     async def flush_audio(self) -> None:
         """Send the short last frame the re-chunker holds (``ClientConfig.chunk_ms``)."""
@@ -202,8 +207,13 @@ class NativeSession(ClientSession):
 
         Still works after the session ended, so a goodbye can be played out.
         """
-        chunk = self.connection.pull_playback(n_samples, self._now())
-        self._pump()
+        conn = self.connection
+        chunk = conn.pull_playback(n_samples, self._now())
+        # Pulling only ever gives events (playback started or finished): no bytes to
+        # write and no timer to move, so the full pump is not needed 50 times a second.
+        events = conn.events()
+        if events:
+            self._queue_events(events)
         return chunk
 
     async def next_event(self) -> Event | None:
@@ -349,17 +359,9 @@ class NativeSession(ClientSession):
         """After any call into the core: its events to the queue, its bytes to the writer,
         and its next deadline to the timer."""
         conn = self.connection
-        for event in conn.events():
-            if isinstance(event, Connected):
-                self._connected = True
-            elif isinstance(event, ConnectionRejected):
-                self._rejection = event
-            elif isinstance(event, Ready):
-                self._ready = True
-                self._ready_or_closed.set()
-            elif isinstance(event, ConnectionClosed) and self._dropping:
-                self._report_drops(self._now(), ongoing=False)  # before the last event
-            self._queue.put(event)
+        events = conn.events()
+        if events:
+            self._queue_events(events)
         data = conn.data_to_send()
         if data:
             self._outbox.append(data)
@@ -382,6 +384,19 @@ class NativeSession(ClientSession):
         if deadline is not None and deadline < self._timer_at:
             self._timer_at = deadline
             self._move_timer(deadline)
+
+    def _queue_events(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Connected):
+                self._connected = True
+            elif isinstance(event, ConnectionRejected):
+                self._rejection = event
+            elif isinstance(event, Ready):
+                self._ready = True
+                self._ready_or_closed.set()
+            elif isinstance(event, ConnectionClosed) and self._dropping:
+                self._report_drops(self._now(), ongoing=False)  # before the last event
+            self._queue.put(event)
 
     def _drop_audio(self, samples: int, now: float) -> None:
         self.dropped_audio_samples += samples

@@ -137,6 +137,8 @@ class AsyncioSession(NativeSession):
     liveness check, the close handshake is bounded by ``disconnect_timeout``.
     """
 
+    _CHECKPOINTS = False  # asyncio's convention: nothing to wait for, no yield
+
     def __init__(
         self, conn: ClientConnection, loop: asyncio.AbstractEventLoop, settings: ConnectSettings
     ) -> None:
@@ -184,6 +186,9 @@ class AsyncioSession(NativeSession):
         self._pump()  # the handshake request, queued by the core on construction
 
     def _data(self, data: bytes | None) -> None:
+        if self._connected:  # the hot path: the handshake is over
+            self._received(data)
+            return
         try:
             self._received(data)
         except RemoteProtocolError as exc:  # only while the opening handshake runs
