@@ -233,10 +233,13 @@ class TrioSession(NativeSession):
         self._writer_scope.cancel()  # a write in progress is abandoned; the writer closes
 
     async def _checkpoint(self) -> None:
-        # A cancel point, not a schedule point: a paced sender sleeps between frames
-        # anyway, and a second trip through the scheduler per frame is most of a send's
-        # cost. A sender that never sleeps still yields once its backlog is full.
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._fd is None:
+            await trio.lowlevel.checkpoint()  # the writer task must get to run
+        else:
+            # Sends write the socket themselves (_write_now), so here a cancel point is
+            # enough: a second trip through the scheduler per frame was most of a send's
+            # cost. A sender that never sleeps still yields once its backlog is full.
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     async def _yield(self) -> None:
         await trio.lowlevel.checkpoint()
