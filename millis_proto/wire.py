@@ -127,7 +127,7 @@ class WireConnection:
         # (a close frame encoded from the machine's outbox in ``data_to_send``).
         self._now: float | None = None
         self._last_rx: float | None = None  # when bytes last arrived
-        # The frame fast path (.frames): the client's splitter of received bytes, the
+        # The frame fast path (.frames): the splitter of received bytes, the
         # injected entropy for masking keys, and whether data frames skip wsproto's send.
         self._splitter: FrameSplitter | None = None
         self._head_tail = b""  # the last bytes of the handshake head seen so far
