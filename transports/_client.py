@@ -25,6 +25,7 @@ from millis_proto import (
     ClientConfig,
     ClientConnection,
     ConfigError,
+    Connected,
     ConnectionClosed,
     ConnectionClosedByServer,
     ConnectionFailed,
@@ -34,6 +35,7 @@ from millis_proto import (
     FailureKind,
     MillisError,
     PlaybackChunk,
+    Ready,
     RemoteProtocolError,
     StartRequest,
     parse_endpoint,
@@ -160,6 +162,18 @@ class ClientSession(ABC):
     client: ClientConnection
     _ready: bool  # onready arrived
     _ready_or_closed: Any  # an event set on onready or at the end (the loop's own kind)
+    _connected: bool  # the WebSocket handshake completed
+    _rejection: ConnectionRejected | None  # the server refused the handshake
+
+    def _note(self, event: Event) -> None:
+        """Keep what the session itself needs from an event of the core's, as it passes."""
+        if isinstance(event, Connected):
+            self._connected = True
+        elif isinstance(event, ConnectionRejected):
+            self._rejection = event
+        elif isinstance(event, Ready):
+            self._ready = True
+            self._ready_or_closed.set()
 
     @abstractmethod
     def _terminal_error(self) -> MillisError | None:

@@ -45,13 +45,11 @@ from millis_proto import (
     ABSENT,
     ClientConnection,
     ConfigError,
-    Connected,
     ConnectionClosed,
     ConnectionRejected,
     Event,
     MillisError,
     PlaybackChunk,
-    Ready,
 )
 from millis_proto.pcm import Buffer
 
@@ -387,14 +385,8 @@ class NativeSession(ClientSession):
 
     def _queue_events(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, Connected):
-                self._connected = True
-            elif isinstance(event, ConnectionRejected):
-                self._rejection = event
-            elif isinstance(event, Ready):
-                self._ready = True
-                self._ready_or_closed.set()
-            elif isinstance(event, ConnectionClosed) and self._dropping:
+            self._note(event)
+            if isinstance(event, ConnectionClosed) and self._dropping:
                 self._report_drops(self._now(), ongoing=False)  # before the last event
             self._queue.put(event)
 
