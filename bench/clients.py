@@ -2,15 +2,15 @@
 
     python -m bench.clients KIND --url ws://127.0.0.1:PORT/millis --n 100 --period-ms 20
 
-Every session does what an application does: from the moment it is ready it sends one
-frame of user audio per period on its own schedule (sessions are staggered over the
-period), pulls one period of playback right after, and reads every incoming message or
-event in a reader as it arrives (text is parsed as JSON, audio goes to a bounded playback
-buffer). Once every session is ready the run warms up, then measures for ``--measure`` seconds: the process's own CPU time
-(``getrusage``, user + system) per session-second of audio actually sent in the window, its
-resident memory, and how many of the frames scheduled in the window were sent within 10 ms
-of their schedule (and how much of the scheduled audio went out at all). It prints one
-JSON line and exits at once (no goodbye: the close handshake is not measured). Kinds:
+Every session does what an application does: from the moment it is ready it sends one frame
+of user audio per period on its own schedule (sessions are staggered over the period), pulls
+one period of playback right after, and reads every incoming message or event in a reader as
+it arrives (text is parsed as JSON, audio goes to a bounded playback buffer). Once every
+session is ready the run warms up, then measures for ``--measure`` seconds: the process's
+own CPU time (``getrusage``, user + system) per session-second of audio actually sent in the
+window, its resident memory, and how many of the frames scheduled in the window were sent
+within 10 ms of their schedule (and how much of the scheduled audio went out at all). It
+prints one JSON line and exits at once (no goodbye: the close handshake is not measured). Kinds:
 
 * ``floor`` — hand-rolled RFC 6455 on an ``asyncio.Protocol`` (``bench.rfc6455``);
 * ``websockets`` — the ``websockets`` library's asyncio client;

@@ -271,6 +271,71 @@ def print_offline(run: dict[str, Any], imports: dict[str, Any]) -> None:
     )
 
 
+def _verdict(ok: bool | None) -> str:
+    return f"{'n/a' if ok is None else 'met' if ok else 'MISSED':<6}"
+
+
+def print_targets(
+    cells: dict[tuple[str, int], Cell],
+    knees: dict[str, tuple[int, str, list[Any]]],
+    run: dict[str, Any],
+    imports: dict[str, Any],
+    opts: Options,
+) -> None:
+    """Each target of the transports issue against this run's figures, met or missed."""
+
+    def cpu(kind: str, period_ms: int) -> float | None:
+        cell = cells.get((kind, period_ms))
+        return cell.median("cpu_us_per_session_s") if cell and cell.runs else None
+
+    def ratio(kind: str, base: str, period_ms: int) -> float | None:
+        value, ref = cpu(kind, period_ms), cpu(base, period_ms)
+        return value / ref if value and ref else None
+
+    lines: list[tuple[bool | None, str]] = []
+    for kind, limit, base in (
+        ("asyncio", 1.0, "websockets"),
+        ("trio", 1.25, "websockets"),
+        ("asyncio", 1.6, "floor"),
+        ("trio", 1.6, "floor"),
+    ):
+        for period_ms, _ in opts.configs:
+            r = ratio(kind, base, period_ms)
+            shown = f"{r:.2f}x" if r is not None else "—"
+            ok = None if r is None else r <= limit
+            lines.append((ok, f"{kind} <= {limit:g}x {base} at {period_ms} ms: {shown}"))
+    for kind in ("trio", "asyncio"):
+        n, mark, _ = knees.get(kind, (0, "", []))
+        ok = None if kind not in knees else (n >= 400 and mark != "<")
+        context = ", ".join(
+            f"{k} {knees[k][1]}{knees[k][0]}" for k in ("websockets", "floor") if k in knees
+        )
+        lines.append((ok, f"{kind} holds >= 400 sessions per core: {mark}{n} ({context})"))
+    for kind in ("trio", "asyncio"):
+        cell = cells.get((kind, 20))
+        mb = cell.median("rss_mb_per_session") if cell and cell.runs else None
+        shown = f"{mb:.3f}" if mb is not None else "—"
+        ok = None if mb is None else mb <= 0.05
+        lines.append((ok, f"{kind} RSS <= 0.05 MB per session: {shown}"))
+    minutes = run["virtual_s"] / 60
+    budget = 3.6 * minutes / 60  # 3.6 s for 60 minutes: >= 1000x real time
+    lines.append(
+        (run["cpu_s"] <= budget, f"{minutes:g} virtual minutes in <= {budget:.2f} s CPU: "
+         f"{run['cpu_s']:.2f} s")
+    )  # fmt: skip
+    grew = run["rss_end_kb"] - run["rss_tenth_kb"]
+    lines.append((grew <= 1024, f"summary-only memory flat (<= 1 MB growth): {grew:+d} kB"))
+    med = imports["median_ms"]
+    extra = med["millis_proto"] - med["wsproto"]
+    lines.append((extra <= 10, f"import millis_proto <= wsproto + 10 ms: {extra:+.0f} ms"))
+    loads = imports["transports_trio_loads"]
+    lines.append((not loads, "import transports.trio loads no serving side: "
+                  + (", ".join(loads) or "none")))  # fmt: skip
+    print("\ntargets (transports issue), from this run:")
+    for ok, text in lines:
+        print(f"  {_verdict(ok)}  {text}")
+
+
 @contextlib.contextmanager
 def load_server() -> Iterator[LoadServer]:
     server = LoadServer()
@@ -326,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         print_knees(knees)
     run, imports = offline(opts)
     print_offline(run, imports)
+    print_targets(cells, knees, run, imports, opts)
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
