@@ -31,9 +31,16 @@ class AgentState(str, enum.Enum):
     ANSWER = "answer"
     PAUSE = "pause"
 
+    # The table below is looked up on every agent audio frame; Enum's own __hash__ is
+    # Python code. A str enum equals its value, so hashing as the value is also the
+    # hash that agrees with that equality.
+    __hash__ = str.__hash__
+
 
 class Trigger(enum.Enum):
     """Inputs of the agent state machine."""
+
+    __hash__ = object.__hash__  # members are singletons compared by identity
 
     READY = "onready"
     START_ANSWERING = "start_answering"
