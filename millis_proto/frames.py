@@ -108,7 +108,7 @@ _Utf8Check = tuple["codecs.IncrementalDecoder", int]
 
 
 def _check_utf8(
-    buf: bytes | bytearray, at: int, end: int, masked: int, checked: _Utf8Check | None
+    buf: bytes | bytearray | memoryview, at: int, end: int, masked: int, checked: _Utf8Check | None
 ) -> _Utf8Check | None:
     """Go on checking the partial payload ``buf[at:end]``; ``None`` if it is invalid."""
     decoder, done = checked if checked is not None else (_UTF8(), 0)
@@ -149,14 +149,19 @@ class FrameSplitter:
         if self.passthrough:
             return [ForWsproto(bytes(data))] if data else []
         partial, self._partial = self._partial, None
-        buf: bytes | bytearray
+        buf: bytes | bytearray | memoryview
         if self._buf:
             buf = self._buf
             buf += data
-        else:
+        elif isinstance(data, bytes) or (
+            isinstance(data, memoryview) and data.ndim == 1 and data.format == "B"
+        ):
             # Nothing held back (the usual case: a read ends at a frame boundary): parse
-            # the read itself, and keep only an incomplete tail.
-            buf = data if isinstance(data, bytes) else bytes(data)
+            # the read itself, no copy of it; payloads and an incomplete tail are copied
+            # out, so a transport may reuse its read buffer once this returns.
+            buf = data
+        else:
+            buf = bytes(data)
         out: list[bytes | str | ForWsproto] = []
         pos = 0
         end = len(buf)
@@ -226,7 +231,7 @@ class FrameSplitter:
         return out
 
     def _give_up(
-        self, out: list[bytes | str | ForWsproto], rest: bytes | bytearray, pos: int
+        self, out: list[bytes | str | ForWsproto], rest: bytes | bytearray | memoryview, pos: int
     ) -> list[bytes | str | ForWsproto]:
         """Hand the rest of the stream, from the frame at ``pos``, to wsproto for good."""
         self.passthrough = True

@@ -8,7 +8,7 @@ loop's own I/O, with no layer in between. The loop-specific subclass
 writer, a way to move its timer earlier, and the waiting primitives; the rest is here, once.
 It makes no protocol decisions — the core does.
 
-* **One reader.** The adapter's reader (a trio task; asyncio's ``data_received``) hands
+* **One reader.** The adapter's reader (a trio task; asyncio's ``buffer_updated``) hands
   each read to :meth:`NativeSession._received`. The core takes the bytes; its events go to
   the bounded :class:`~transports._queue.EventQueue` (which never blocks the reader), and its
   output — pongs, the reply to a close — is queued for the writer. The reader never writes
@@ -272,7 +272,7 @@ class NativeSession(ClientSession):
     async def _wait_transport_closed(self) -> None:
         """Wait (shielded, bounded by the core's timers) until the transport is closed."""
 
-    def _received(self, data: bytes | bytearray | None) -> None:
+    def _received(self, data: bytes | bytearray | memoryview | None) -> None:
         """The reader got ``data`` (``None``: EOF). May raise ``RemoteProtocolError``
         while the opening handshake is running, and nothing else."""
         self.connection.receive_data(data, self._now())

@@ -1,9 +1,10 @@
 """Millis sessions on plain asyncio, built the way fast asyncio protocols are.
 
-An :class:`asyncio.Protocol` whose ``data_received`` feeds the core and whose writes go
-straight to the transport, with the transport's write-buffer backpressure
-(``pause_writing``/``resume_writing``); timers are ``loop.call_at`` handles. No task per
-session and no anyio: see :mod:`transports._native` for the design::
+An :class:`asyncio.BufferedProtocol` whose ``buffer_updated`` feeds the core (reads land
+in one reused buffer) and whose writes go straight to the transport, with the transport's
+write-buffer backpressure (``pause_writing``/``resume_writing``); timers are
+``loop.call_at`` handles. No task per session and no anyio: see :mod:`transports._native`
+for the design::
 
     import asyncio
     from transports.asyncio import connect
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -49,7 +51,7 @@ from ._client import (
     timeout_failure,
 )
 from ._errors import connect_failure, describe, redacted, sentence
-from ._native import NativeSession
+from ._native import RECEIVE_BYTES, NativeSession
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -103,17 +105,37 @@ async def _connect(
         session._stop()
 
 
-class _Protocol(asyncio.Protocol):
+class _ReadBuffer(threading.local):
+    """The buffer every session of one thread reads into.
+
+    With a plain ``Protocol`` asyncio allocates a fresh 256 KiB ``bytes`` for every read:
+    a large allocation (its own memory mapping) and a page fault per read, in every
+    session. A read is handed to the core and consumed before the callback returns (the
+    core copies what it keeps), so one buffer serves all the sessions of a thread's loop.
+    """
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(RECEIVE_BYTES))
+
+
+_READ_BUFFER = _ReadBuffer()
+
+
+class _Protocol(asyncio.BufferedProtocol):
     """The transport's callbacks, handed to the session (kept off its public surface)."""
 
     def __init__(self, session: AsyncioSession) -> None:
         self._session = session
+        self._view = _READ_BUFFER.view
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._session._made(transport)  # type: ignore[arg-type]
 
-    def data_received(self, data: bytes) -> None:
-        self._session._data(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._session._data(self._view[:nbytes])
 
     def eof_received(self) -> bool:
         self._session._data(None)
@@ -185,7 +207,7 @@ class AsyncioSession(NativeSession):
         self._transport = transport
         self._pump()  # the handshake request, queued by the core on construction
 
-    def _data(self, data: bytes | None) -> None:
+    def _data(self, data: memoryview | None) -> None:
         if self._connected:  # the hot path: the handshake is over
             self._received(data)
             return
