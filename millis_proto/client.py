@@ -40,7 +40,7 @@ import enum
 from collections import OrderedDict, deque
 from typing import Any
 
-from .agent_state import AgentState, Trigger, next_state
+from .agent_state import TRANSITIONS, AgentState, Trigger, next_state
 from .config import ClientConfig, PreReadyAudio, StartRequest
 from .envelope import ABSENT, Envelope, decode_envelope, encode_envelope, json_problem
 from .errors import ConfigError, LocalProtocolError
@@ -115,6 +115,10 @@ SESSION_TRANSITIONS: dict[tuple[SessionPhase, SessionTrigger], SessionPhase] = {
     **{(p, _T.CLOSE): _P.CLOSING for p in (*_OPEN_PHASES, _P.CLOSING)},
     **{(p, _T.CLOSED): _P.CLOSED for p in SessionPhase},
 }
+
+
+#: The agent states that agent audio moves (read off the state table, not repeated here).
+_MOVED_BY_AUDIO = frozenset(s for s, trigger in TRANSITIONS if trigger is Trigger.AGENT_AUDIO)
 
 
 class MessageClient(MessageMachine):
@@ -241,14 +245,19 @@ class MessageClient(MessageMachine):
         While muted the same number of bytes is sent as zeros, keeping the cadence.
         Raises :class:`LocalProtocolError` once the session is closing.
         """
-        self._check_open("send audio")
+        phase = self._phase
+        if phase is _P.CLOSING or phase is _P.CLOSED:
+            self._check_open("send audio")  # raises
         data = self._aligner.align(pcm)
         if not data:
             return
         if self._muted:
             data = bytes(len(data))
         if self._rechunker is None:
-            self._route_audio(data, now)
+            if phase is _P.LIVE:  # the hot path: 50 frames a second, the gate open
+                self._send_audio_frame(data, now)
+            else:
+                self._route_audio(data, now)
         else:
             for frame in self._rechunker.push(data):
                 self._route_audio(frame, now)
@@ -408,9 +417,11 @@ class MessageClient(MessageMachine):
         if self._answer_t0 is not None:
             self._events.append(AnswerLatency(ms=(now - self._answer_t0) * 1000))
             self._answer_t0 = None
-        if self._agent_state is AgentState.IDLE:  # an answer (e.g. a greeting) begins
+        state = self._agent_state
+        if state is AgentState.IDLE:  # an answer (e.g. a greeting) begins
             self._answer_origin = self.playback.played_samples
-        self._trigger(Trigger.AGENT_AUDIO)
+        if state in _MOVED_BY_AUDIO:  # most frames arrive mid-answer, where audio moves nothing
+            self._trigger(Trigger.AGENT_AUDIO)
 
     def _on_text(self, text: str, now: float) -> None:
         env = decode_envelope(text)

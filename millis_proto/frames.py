@@ -75,7 +75,7 @@ def _xor(payload: bytes, mask: bytes) -> bytes:
     n = len(payload)
     if not n:
         return b""
-    key = int.from_bytes(mask, "little") * _repunit(n)
+    key = int.from_bytes(mask, "little") * (_REPUNITS.get(n) or _repunit(n))
     if n & 3:  # the key's last repeat is cut short, as the payload is
         key &= (1 << (8 * n)) - 1
     return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
@@ -98,9 +98,11 @@ def _head(first: int, n: int, masked: bool) -> bytes:
 
 def encode_frame(opcode: int, payload: bytes, mask: bytes | None) -> bytes:
     """One whole frame; ``mask`` is the client's fresh 4-byte key, ``None`` on the server."""
+    n = len(payload)
     if mask is None:
-        return _head(_FIN | opcode, len(payload), False) + payload
-    return b"".join((_head(_FIN | opcode, len(payload), True), mask, _xor(payload, mask)))
+        return (_HEADS.get((_FIN | opcode, n, False)) or _head(_FIN | opcode, n, False)) + payload
+    head = _HEADS.get((_FIN | opcode, n, True)) or _head(_FIN | opcode, n, True)
+    return b"".join((head, mask, _xor(payload, mask)))
 
 
 #: A partial text frame's UTF-8 check so far: the decoder and how many bytes it has seen.

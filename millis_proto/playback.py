@@ -117,9 +117,15 @@ class PlaybackBuffer:
             if len(self._silence.pcm) != want:
                 self._silence = PlaybackChunk(bytes(want), 0, False)
             return self._silence
+        chunks = self._chunks
+        if not self._head and len(chunks[0]) == want:
+            # The usual case: the agent's frames are the size the sink pulls.
+            pcm = chunks.popleft()
+            self._queued_bytes -= want
+            self.played_samples += n_samples
+            return PlaybackChunk(pcm, n_samples, not self._queued_bytes)
         parts: list[bytes] = []
         got = 0
-        chunks = self._chunks
         while got < want and chunks:
             head = chunks[0]
             take = min(len(head) - self._head, want - got)

@@ -83,8 +83,9 @@ __all__ = ["ClientConnection", "ServerConnection", "WireConnection"]
 
 #: How much of a handshake rejection body is kept for the error message.
 MAX_REJECT_BODY = 4096
-#: Entropy asked for at once for masking keys (1024 frames' worth).
-_MASK_POOL_BYTES = 4096
+#: Entropy asked for at once for masking keys (128 frames' worth: one system call every
+#: 2.5 s of 20 ms audio, and little memory held per session).
+_MASK_POOL_BYTES = 512
 
 
 class _Machine(Protocol):
@@ -132,7 +133,8 @@ class WireConnection:
         self._splitter: FrameSplitter | None = None
         self._head_tail = b""  # the last bytes of the handshake head seen so far
         self._mask_entropy: Callable[[int], bytes] | None = None
-        self._masks = b""
+        self._masks = b""  # masking keys drawn ahead, used from _mask_at on
+        self._mask_at = 0
         self._fast_out = role is ConnectionType.SERVER
         #: The :class:`ConnectionClosed` event once the connection is closed, else ``None``.
         self.closed: ConnectionClosed | None = None
@@ -258,6 +260,18 @@ class WireConnection:
         Raises :class:`RemoteProtocolError` for an invalid opening handshake (sticky), and
         nothing else.
         """
+        if (
+            data
+            and self.closed is None
+            and self._splitter is not None
+            and self._ws.connection is not None
+        ):
+            # The hot path: bytes after the opening handshake (wsproto has a connection
+            # only once the handshake succeeded, and no error is possible after it).
+            self._now = self._last_rx = now
+            self._split(data, now)
+            self._encode_if_closing()
+            return
         if self._error is not None:
             raise self._error
         self._now = now
@@ -318,8 +332,12 @@ class WireConnection:
         for item in self._splitter.feed(data):
             if isinstance(item, ForWsproto):
                 self._to_wsproto(item.data, now)
-            else:
+            elif self._parts:  # never: fragments send the splitter to passthrough for good
                 self._on_data(item, True, now)
+            else:
+                # A whole message no larger than max_message_bytes (the splitter's bound):
+                # straight to the machine, as _on_data would pass it.
+                self._machine.receive_message(item, now)
             if self.closed is not None:
                 return
 
@@ -345,10 +363,12 @@ class WireConnection:
         entropy = self._mask_entropy
         if entropy is None:
             return None
-        if len(self._masks) < 4:
+        at = self._mask_at
+        if at + 4 > len(self._masks):
             self._masks = entropy(_MASK_POOL_BYTES)
-        mask, self._masks = self._masks[:4], self._masks[4:]
-        return mask
+            at = 0
+        self._mask_at = at + 4
+        return self._masks[at : at + 4]
 
     def _collect(self) -> None:
         # Machine events first-in-first-out behind the connection events already queued.
@@ -361,15 +381,23 @@ class WireConnection:
             self._encode_machine_output()
 
     def _encode_machine_output(self) -> None:
-        if self._ws.state is not ConnectionState.OPEN or self.closed is not None:
-            return
         ws = self._ws
+        connection = ws.connection  # None until the handshake succeeded
+        if connection is None or connection.state is not ConnectionState.OPEN:
+            return
+        if self.closed is not None:
+            return
         out = self._out
         fast = self._fast_out
         for item in self._machine.messages_to_send():
             if isinstance(item, bytes):
                 if fast:  # byte for byte what wsproto would send (tests/core/test_frames.py)
-                    out.append(encode_frame(BINARY, item, self._mask()))
+                    at = self._mask_at
+                    if at + 4 <= len(self._masks):  # _mask(), inlined for audio frames
+                        self._mask_at = at + 4
+                        out.append(encode_frame(BINARY, item, self._masks[at : at + 4]))
+                    else:
+                        out.append(encode_frame(BINARY, item, self._mask()))
                 else:
                     out.append(ws.send(BytesMessage(data=item)))
             elif isinstance(item, str):
@@ -650,8 +678,18 @@ class ClientConnection(WireConnection):
             now,
         )
 
-    def _role_timer(self) -> float | None:
-        # Asked after every read and write: inlined, no property or method on the way.
+    def get_timer(self) -> float | None:
+        """The earliest deadline (monotonic seconds) at which :meth:`handle_timer` is due.
+
+        ``None`` when nothing is timed. Ask again after every call into this object: any
+        of them may move it.
+        """
+        # Asked after every read and write: the base class's steps and the liveness and
+        # keepalive deadlines, inlined — no property or method on the way.
+        if self.closed is not None:
+            return None
+        if self._close_deadline is not None:
+            return self._close_deadline  # only the peer's close reply is awaited now
         ws = self._ws
         connection = ws.connection
         if connection is None or connection.state is not ConnectionState.OPEN:

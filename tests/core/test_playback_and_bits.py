@@ -67,9 +67,30 @@ def test_playback_never_loses_or_duplicates_bytes(frames: list[bytes], pulls: li
         q = b.queued_samples
         chunk = b.pull(n)
         assert chunk.real_samples == min(n, q)
+        assert len(chunk.pcm) == 2 * n
+        assert chunk.drained == (0 < q <= n)
         got += chunk.pcm[: 2 * chunk.real_samples]
     got += b.pull(b.queued_samples).pcm
     assert bytes(got) == stream[:whole]
+
+
+@given(st.lists(st.tuples(st.binary(max_size=24), st.integers(0, 14)), max_size=40))
+def test_playback_interleaved_with_pushes_keeps_the_stream(steps: list[tuple[bytes, int]]) -> None:
+    # Frames the size of the pull (the usual case, a fast path) mixed with every other size.
+    b = PlaybackBuffer()
+    pushed = bytearray()
+    got = bytearray()
+    for frame, n in steps:
+        b.push(frame)
+        pushed += frame
+        q = b.queued_samples
+        chunk = b.pull(n)
+        assert chunk.real_samples == min(n, q)
+        assert chunk.drained == (0 < q <= n)
+        got += chunk.pcm[: 2 * chunk.real_samples]
+        assert chunk.pcm[2 * chunk.real_samples :] == bytes(2 * (n - chunk.real_samples))
+    got += b.pull(b.queued_samples).pcm
+    assert bytes(got) == bytes(pushed[: len(pushed) // 2 * 2])
 
 
 @given(st.lists(st.binary(max_size=40), max_size=40), st.integers(1, 20))
