@@ -163,7 +163,8 @@ class NativeSession(ClientSession):
         While the connection cannot take more (see the module docstring) the audio is
         dropped, counted and reported with :class:`AudioDropped` instead.
         """
-        self._check_sendable()
+        if self.connection.closed is not None:
+            self._check_sendable()  # raises the session's error
         now = self._now()
         if self._outbox_bytes > self._max_backlog:
             self._drop_audio(len(pcm) // 2, now)

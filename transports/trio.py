@@ -187,11 +187,13 @@ class TrioSession(NativeSession):
         self._writer_scope = trio.CancelScope(shield=True)
         self._timer_scope = trio.CancelScope(shield=True)
         self._transport_closed = trio.Event()
+        # The run's clock, looked up once: the time is asked several times per frame.
+        self._clock = trio.lowlevel.current_clock().current_time
 
     # --- the adapter hooks ----------------------------------------------------------------
 
     def _now(self) -> float:
-        return trio.current_time()
+        return self._clock()
 
     def _wake_writer(self) -> None:
         task = self._parked
