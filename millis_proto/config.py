@@ -11,14 +11,18 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import TYPE_CHECKING, Any
 
+from ._frozen import frozen_dataclass
 from .agent_config import check_agent_config, json_type_name
 from .envelope import json_problem
 from .errors import ConfigError
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .playback import DEFAULT_MAX_PLAYBACK_SECONDS
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = [
     "DEFAULT_DISCONNECT_TIMEOUT",
@@ -69,7 +73,7 @@ def _non_empty_str(value: object, what: str) -> None:
         raise ConfigError(f"{what} is empty.")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen_dataclass(frozen=True, slots=True, kw_only=True)
 class StartRequest:
     """What the client asks for in ``initiate``.
 
@@ -189,7 +193,7 @@ class PreReadyAudio(str, enum.Enum):
     DROP = "drop"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen_dataclass(frozen=True, slots=True, kw_only=True)
 class ClientConfig:
     """Options of the client machine. All have working defaults.
 
@@ -274,7 +278,7 @@ class ClientConfig:
         return int(self.chunk_ms * SAMPLE_RATE / 1000) * BYTES_PER_SAMPLE
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen_dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """Options of the server side (``ServerConnection``). All have working defaults.
 

@@ -6,10 +6,14 @@ transports only use it when the caller asked for it explicitly by passing such a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from ._frozen import frozen_dataclass
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = ["EU_WEST", "US_WEST", "Endpoint", "parse_endpoint"]
 
@@ -19,7 +23,7 @@ US_WEST = "wss://api-west.millis.ai:8080/millis"
 EU_WEST = "wss://api-eu-west.millis.ai/millis"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass(frozen=True, slots=True)
 class Endpoint:
     """A parsed WebSocket URL."""
 

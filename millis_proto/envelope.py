@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._frozen import frozen_dataclass
 from .agent_config import json_type_name
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = ["ABSENT", "Envelope", "decode_envelope", "encode_envelope", "json_problem"]
 
@@ -36,7 +39,7 @@ ABSENT: Any = _Absent()
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass(frozen=True, slots=True)
 class Envelope:
     """A decoded text message. ``data``/``payload`` are ``None`` when absent."""
 

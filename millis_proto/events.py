@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._frozen import frozen_dataclass
 from .agent_state import AgentState
 from .errors import (
     ConnectionClosedByServer,
@@ -28,6 +28,9 @@ from .errors import (
     RemoteProtocolError,
     sentence,
 )
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = [
     "AIAction",
@@ -83,7 +86,7 @@ class Event:
 # --- server -> client messages (docs/protocol.md §4) -------------------------------------------
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Ready(Event):
     """The server's ``onready``: the session is live. ``session_id`` is ``None`` if absent."""
 
@@ -94,7 +97,7 @@ class Ready(Event):
     payload: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Transcript(Event):
     """``ontranscript``: live transcript of the user's speech.
 
@@ -113,7 +116,7 @@ class Transcript(Event):
     data: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class ResponseText(Event):
     """``onresponsetext``: the agent's text. Partials are passed on as received.
 
@@ -128,7 +131,7 @@ class ResponseText(Event):
     data: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class FunctionCall(Event):
     """``onfunction``: the agent called a tool.
 
@@ -146,7 +149,7 @@ class FunctionCall(Event):
     result: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class StartAnswering(Event):
     """``start_answering``: the agent began preparing an answer."""
 
@@ -154,7 +157,7 @@ class StartAnswering(Event):
     origin: ClassVar[str | None] = "server"
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Pause(Event):
     """``pause``: user voice detected; playback stops but audio keeps being buffered."""
 
@@ -162,7 +165,7 @@ class Pause(Event):
     origin: ClassVar[str | None] = "server"
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Unpause(Event):
     """``unpause``: false alarm; playback resumes where it stopped."""
 
@@ -170,7 +173,7 @@ class Unpause(Event):
     origin: ClassVar[str | None] = "server"
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Clear(Event):
     """``clear``: real interruption; all unplayed agent audio was dropped.
 
@@ -184,7 +187,7 @@ class Clear(Event):
     dropped_samples: int = 0
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class AIAction(Event):
     """``ai_action``: what the agent decided to do (shape undocumented, passed raw)."""
 
@@ -194,7 +197,7 @@ class AIAction(Event):
     payload: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class SessionEnded(Event):
     """``onsessionended``: the server ended the session."""
 
@@ -204,7 +207,7 @@ class SessionEnded(Event):
     payload: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Pong(Event):
     """``pong``. ``rtt_ms`` is set when ``data`` echoes one of our own pings."""
 
@@ -213,7 +216,7 @@ class Pong(Event):
     rtt_ms: float | None = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class UnknownMessage(Event):
     """A server method this library does not interpret, passed on untouched."""
 
@@ -224,7 +227,7 @@ class UnknownMessage(Event):
     payload: Any = None
 
 
-@dataclass(**_EVENT_OWN_REPR)
+@frozen_dataclass(**_EVENT_OWN_REPR)
 class AgentAudio(Event):
     """One binary frame of agent audio (s16le 16 kHz mono; may hold an odd byte)."""
 
@@ -235,7 +238,7 @@ class AgentAudio(Event):
         return f"AgentAudio(<{len(self.data)} bytes>)"
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class BadMessage(Event):
     """A text message that could not be understood. The session goes on."""
 
@@ -247,7 +250,7 @@ class BadMessage(Event):
 # --- derived client-side events (docs/protocol.md §5) ------------------------------------------
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class SessionReady(Event):
     """Both ``onready`` has arrived and our first audio packet has gone out (SDK gating)."""
 
@@ -255,7 +258,7 @@ class SessionReady(Event):
     session_id: str | None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class AgentStateChanged(Event):
     """The agent state moved (idle / prepare_answer / answer / pause)."""
 
@@ -264,7 +267,7 @@ class AgentStateChanged(Event):
     state: AgentState
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class AnswerLatency(Event):
     """Milliseconds from ``start_answering`` to the first agent audio frame."""
 
@@ -272,7 +275,7 @@ class AnswerLatency(Event):
     ms: float
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class PlaybackLatency(Event):
     """Milliseconds from ``start_answering`` to the first agent sample handed to the sink."""
 
@@ -280,7 +283,7 @@ class PlaybackLatency(Event):
     ms: float
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class PlaybackOverflow(Event):
     """The playback buffer was full; ``dropped_samples`` of new agent audio were discarded."""
 
@@ -289,7 +292,7 @@ class PlaybackOverflow(Event):
     capacity_samples: int
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class PlaybackFinished(Event):
     """The playback buffer drained while the agent was answering."""
 
@@ -299,14 +302,14 @@ class PlaybackFinished(Event):
 # --- connection (wire level) ---------------------------------------------------------------
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Connected(Event):
     """The WebSocket opening handshake completed."""
 
     name: ClassVar[str] = "connected"
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class ConnectionRejected(Event):
     """The server answered the opening handshake with an HTTP error."""
 
@@ -324,7 +327,7 @@ class CloseInitiator(str, enum.Enum):
     LOST = "lost"  # the transport ended without a close handshake (1006)
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class ConnectionClosed(Event):
     """The WebSocket is closed; flush ``data_to_send()`` and close the transport."""
 
@@ -380,7 +383,7 @@ _NORMAL_CODES = frozenset({1000, 1001, 1005})
 # --- client -> server, as seen by the server machine ---------------------------------------
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class InitiateReceived(Event):
     """A valid ``initiate`` arrived. ``request`` is typed; ``data`` is the raw object."""
 
@@ -389,7 +392,7 @@ class InitiateReceived(Event):
     data: dict[str, Any] = dataclasses.field(repr=False)  # holds the public key
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class InitiateRejected(Event):
     """An invalid ``initiate`` arrived; the server machine is closing with ``reason``."""
 
@@ -397,7 +400,7 @@ class InitiateRejected(Event):
     reason: str
 
 
-@dataclass(**_EVENT_OWN_REPR)
+@frozen_dataclass(**_EVENT_OWN_REPR)
 class ClientAudio(Event):
     """One binary frame of user audio."""
 
@@ -408,7 +411,7 @@ class ClientAudio(Event):
         return f"ClientAudio(<{len(self.data)} bytes>)"
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class ClientPing(Event):
     """A ``ping`` message; the server machine has already queued the ``pong``."""
 
@@ -416,7 +419,7 @@ class ClientPing(Event):
     data: Any = None
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class ClientMessage(Event):
     """Any other text message from the client (custom methods)."""
 
@@ -457,7 +460,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 # --- reconnecting (millis_proto.reconnect) -------------------------------------------------
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Reconnecting(Event):
     """The connection dropped (or a reconnect attempt failed); ``attempt`` starts in ``delay`` s.
 
@@ -476,7 +479,7 @@ class Reconnecting(Event):
     dropped_playback_samples: int = 0
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class Reconnected(Event):
     """A new connection is live again after ``downtime`` seconds and ``attempts`` attempts.
 
@@ -496,7 +499,7 @@ class Reconnected(Event):
     dropped_user_samples: int = 0
 
 
-@dataclass(**_EVENT)
+@frozen_dataclass(**_EVENT)
 class ReconnectFailed(Event):
     """Reconnecting gave up: ``reason`` why, after ``attempts`` attempts and ``downtime`` s."""
 

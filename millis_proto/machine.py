@@ -14,16 +14,20 @@ is requested (``_advance_close``) or the connection is gone (``_advance_closed``
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ._frozen import frozen_dataclass
 from .config import DEFAULT_MAX_PENDING_BYTES
 from .errors import LocalProtocolError
 from .events import Event
 
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
+
 __all__ = ["DEFAULT_MAX_PENDING_BYTES", "CloseRequest", "MessageMachine", "OutgoingMessage"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass(frozen=True, slots=True)
 class CloseRequest:
     """An outgoing item asking the wire layer to close the WebSocket."""
 

@@ -20,10 +20,14 @@ The buffer is pure: no clock, no threads. It is not thread-safe; one owner drive
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ._frozen import frozen_dataclass
 from .errors import ConfigError
 from .pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, Buffer, SampleAligner
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = ["DEFAULT_MAX_PLAYBACK_SECONDS", "PlaybackBuffer", "PlaybackChunk"]
 
@@ -32,7 +36,7 @@ __all__ = ["DEFAULT_MAX_PLAYBACK_SECONDS", "PlaybackBuffer", "PlaybackChunk"]
 DEFAULT_MAX_PLAYBACK_SECONDS = 120.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_dataclass(frozen=True, slots=True)
 class PlaybackChunk:
     """What a pull returned: exactly the requested samples, of which ``real_samples`` are audio.
 
