@@ -8,8 +8,9 @@ alone) and those compilations were most of what ``import millis_proto.wire`` cos
 ``wsproto`` itself (measured with callgrind: ~3.4 M instructions per class).
 
 :func:`frozen_dataclass` takes the same arguments and produces the same thing, but builds only
-``__init__`` from source (its signature has to be the fields'), reusing the compiled code
-across classes whose fields have the same names and kinds. Everything else is a closure over
+``__init__`` from source (its signature has to be the fields'), on the first call (see
+:func:`_lazy_init`), reusing the compiled code across classes whose fields have the same
+names and kinds. Everything else is a closure over
 the class's field names, made from code compiled once, with this module. The class itself is
 still processed by ``dataclasses.dataclass`` (with the generated methods switched off), so
 the ``Field`` objects, ``__dataclass_fields__``, ``__match_args__`` and ``__slots__`` are
@@ -97,7 +98,7 @@ def _process(cls: type[Any], *, kw_only: bool, repr: bool) -> type[Any]:
     names = tuple(f.name for f in fields)
     if {"self", "_object_setattr", "_HAS_DEFAULT_FACTORY"} & set(names):
         raise TypeError(f"{cls.__name__}: a field name frozen_dataclass's __init__ uses itself")
-    methods: dict[str, Callable[..., Any]] = {"__init__": _init(cls, fields)}
+    methods: dict[str, Callable[..., Any]] = {"__init__": _lazy_init(cls, fields)}
     if repr:
         methods["__repr__"] = _repr(tuple(f.name for f in fields if f.repr))
     methods["__eq__"] = _eq(_values([f.name for f in fields if f.compare]))
@@ -133,6 +134,50 @@ def _install(cls: type[Any], name: str, fn: Callable[..., Any]) -> None:
     setattr(cls, name, fn)
 
 
+def _lazy_init(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Callable[..., None]:
+    """An ``__init__`` that compiles the real one on its first call and puts it in its place.
+
+    Why: compiling is what an ``__init__`` costs (~0.45 M instructions each, ~11 M for the
+    events alone), and a program constructs only some of the classes it imports — a client
+    never builds the server-side events, most never see a reconnect. Until the first call,
+    ``inspect.signature`` reads ``__signature__``: the real signature, built without
+    compiling. The first call then pays once for the class; races are harmless (two threads
+    both install an equal function).
+    """
+
+    def __init__(self: Any, /, *args: Any, **kwargs: Any) -> None:
+        init = _init(cls, fields)
+        _install(cls, "__init__", init)
+        init(self, *args, **kwargs)
+
+    __init__.__signature__ = _signature(fields)  # type: ignore[attr-defined]
+    __init__.__annotations__ = _annotations(fields)
+    return __init__
+
+
+def _annotations(fields: tuple[dataclasses.Field[Any], ...]) -> dict[str, Any]:
+    return {**{f.name: f.type for f in fields if f.init}, "return": None}
+
+
+def _signature(fields: tuple[dataclasses.Field[Any], ...]) -> Any:
+    import inspect  # dataclasses has imported it already
+
+    parameter = inspect.Parameter
+    params = [parameter("self", parameter.POSITIONAL_OR_KEYWORD)]
+    for kw_only in (False, True):
+        kind = parameter.KEYWORD_ONLY if kw_only else parameter.POSITIONAL_OR_KEYWORD
+        for f in fields:
+            if f.init and bool(f.kw_only) is kw_only:
+                if f.default is not _MISSING:
+                    default = f.default
+                elif f.default_factory is not _MISSING:
+                    default = _HAS_DEFAULT_FACTORY
+                else:
+                    default = parameter.empty
+                params.append(parameter(f.name, kind, default=default, annotation=f.type))
+    return inspect.Signature(params, return_annotation=None)
+
+
 def _init(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Callable[..., None]:
     # The code dataclasses generates for a frozen class: each field is stored with
     # object.__setattr__ (the class's own __setattr__ refuses), default factories run per call,
@@ -141,7 +186,6 @@ def _init(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
     kw_args: list[str] = []
     body: list[str] = []
     values: dict[str, Any] = {}
-    annotations: dict[str, Any] = {}
     for f in fields:
         if f.init:
             if f.default is not _MISSING:
@@ -157,7 +201,6 @@ def _init(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
             else:
                 arg = f.name
             (kw_args if f.kw_only else args).append(arg)
-            annotations[f.name] = f.type
         elif f.default is not _MISSING:
             values[f"_dflt_{f.name}"] = f.default
             body.append(f"  {f.name} = _dflt_{f.name}")
@@ -181,7 +224,7 @@ def _init(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
         exec(source, {"__builtins__": __builtins__}, namespace)
         factory = _INIT_FACTORIES[source] = namespace["__create_fn__"]
     fn = factory(object.__setattr__, _HAS_DEFAULT_FACTORY, **values)
-    fn.__annotations__ = {**annotations, "return": None}
+    fn.__annotations__ = _annotations(fields)
     return fn
 
 

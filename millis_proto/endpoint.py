@@ -7,7 +7,6 @@ transports only use it when the caller asked for it explicitly by passing such a
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from ._frozen import frozen_dataclass
 from .errors import ConfigError
@@ -45,6 +44,10 @@ def parse_endpoint(url: str) -> Endpoint:
     """Parse a ``ws://`` / ``wss://`` URL; raise :class:`ConfigError` saying what is wrong."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError("endpoint URL is empty.")
+    # Imported here, not with the module: urllib.parse (and the ipaddress module it loads)
+    # is ~2 ms of import time, paid by the first URL parsed rather than by every import.
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(url.strip())
         port = parts.port

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import json
-import urllib.parse
 
 __all__ = [
     "REDACTED",
@@ -124,6 +123,10 @@ def redact(text: str, secret: str | None) -> str:
 
 
 def _forms(secret: str) -> list[str]:
+    # Imported here: urllib.parse (and the ipaddress module it loads) is ~2 ms of import
+    # time that only a redaction with a key needs.
+    import urllib.parse
+
     forms = {secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe="")}
     forms.add(urllib.parse.quote_plus(secret))
     return sorted(forms, key=len, reverse=True)  # longest first: no half-replaced form

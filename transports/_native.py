@@ -38,8 +38,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from millis_proto import (
     ABSENT,
@@ -51,11 +50,15 @@ from millis_proto import (
     MillisError,
     PlaybackChunk,
 )
+from millis_proto._frozen import frozen_dataclass
 from millis_proto.pcm import Buffer
 
 from ._client import ClientSession
 from ._queue import EventQueue
 from ._session import EventIterator
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = [
     "MAX_OUTBOX_BYTES",
@@ -71,7 +74,7 @@ RECEIVE_BYTES = 65536
 DROP_REPORT_INTERVAL = 1.0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen_dataclass(frozen=True, slots=True, kw_only=True)
 class AudioDropped(Event):
     """User audio was not sent because the connection could not take it (backpressure).
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from millis_proto import ConfigError, Event
+from millis_proto._frozen import frozen_dataclass
+
+if TYPE_CHECKING:  # what it is, for mypy and for griffe (the API reference)
+    from dataclasses import dataclass as frozen_dataclass
 
 __all__ = ["DEFAULT_MAX_QUEUED_EVENTS", "EventQueue", "EventsDropped", "check_count"]
 
@@ -38,7 +41,7 @@ def check_count(value: int, name: str) -> None:
         raise ConfigError(f"{name} must be a positive integer.")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen_dataclass(frozen=True, slots=True, kw_only=True)
 class EventsDropped(Event):
     """``count`` events were dropped because the application read too slowly.
 

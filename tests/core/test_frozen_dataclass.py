@@ -19,7 +19,15 @@ import pytest
 
 from millis_proto._frozen import frozen_dataclass
 
-_CORE = ("events", "config", "endpoint", "envelope", "machine", "playback")
+_USERS = (
+    *(
+        f"millis_proto.{m}"
+        for m in ("events", "config", "endpoint", "envelope", "machine", "playback")
+    ),
+    "transports._client",
+    "transports._native",
+    "transports._queue",
+)
 
 
 def _made_by_frozen_dataclass(cls: type) -> bool:
@@ -31,8 +39,8 @@ def _made_by_frozen_dataclass(cls: type) -> bool:
 
 def _core_classes() -> list[type]:
     found = []
-    for name in _CORE:
-        module = importlib.import_module(f"millis_proto.{name}")
+    for name in _USERS:
+        module = importlib.import_module(name)
         found += [
             v
             for v in vars(module).values()
@@ -255,10 +263,10 @@ def test_refuses_what_it_does_not_make() -> None:
                 pass
 
 
-def test_every_core_class_is_made_by_it_and_matches_the_stdlib() -> None:
+def test_every_class_made_by_it_matches_the_stdlib() -> None:
     classes = _core_classes()
     made = [c for c in classes if _made_by_frozen_dataclass(c)]
-    assert len(made) >= 38  # 31 events and the config, endpoint, envelope, ... classes
+    assert len(made) == len(classes) >= 41  # 31 events, config, endpoint, ..., transports' 3
     for cls in made:
         ref = _reference(cls)
         assert str(inspect.signature(cls)) == str(inspect.signature(ref)), cls
@@ -284,3 +292,34 @@ def test_events_compare_hash_and_repr_as_the_stdlib_ones() -> None:
             assert hash(ours) == hash(theirs), cls
         assert ours == cls(**kwargs), cls
         assert events.event_to_dict(ours) == events.event_to_dict(cls(**kwargs)), cls
+
+
+def test_init_is_compiled_on_first_use_with_the_same_signature() -> None:
+    @frozen_dataclass(frozen=True, slots=True, kw_only=True)
+    class Lazy:
+        """Doc."""
+
+        a: int
+        b: list[int] = field(default_factory=list)
+
+    ref = _reference(Lazy)
+    stub = Lazy.__init__
+    assert str(inspect.signature(Lazy)) == str(inspect.signature(ref))
+    assert str(inspect.signature(stub)) == str(inspect.signature(ref.__init__))
+    assert stub.__code__.co_filename.endswith("_frozen.py")
+
+    class Plain(Lazy):  # no __init__ of its own: the first call installs Lazy's
+        __slots__ = ()
+
+    assert Plain(a=1).a == 1
+    compiled = Lazy.__init__
+    assert compiled is not stub
+    assert compiled.__qualname__ == f"{Lazy.__qualname__}.__init__"
+    assert str(inspect.signature(compiled)) == str(inspect.signature(ref.__init__))
+    assert Lazy(a=2) == Lazy(a=2, b=[])
+    held = Lazy.__new__(Lazy)
+    stub(held, a=3)  # an __init__ taken before the first call still works
+    assert held.a == 3
+    assert Lazy.__init__ is not stub
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'a'"):
+        Lazy()  # type: ignore[call-arg]
