@@ -97,3 +97,30 @@ def test_import_transports_trio_loads_no_serving_side_and_no_tls_of_ours() -> No
         "millis_proto.agent",
     )
     assert not [m for m in added if any(m == u or m.startswith(u + ".") for u in unwanted)]
+
+
+def test_import_wire_loads_no_url_parsing_and_compiles_no_method() -> None:
+    # What a connecting program imports. urllib.parse (and ipaddress) load on the first URL
+    # parsed; the ~40 frozen dataclasses are built without compiling anything
+    # (millis_proto._frozen: __init__ compiles on the first construction of its class).
+    result = _run(
+        """
+        import json
+        import millis_proto.wire, millis_proto._frozen as frozen
+        import transports.trio
+        print(json.dumps({"compiled": len(frozen._INIT_FACTORIES)}))
+        """
+    )
+    assert isinstance(result, dict)
+    assert result["compiled"] == 0
+    result = _run(
+        """
+        import json, sys
+        import millis_proto.wire
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    assert isinstance(result, list)
+    assert not {"urllib.parse", "ipaddress", "millis_proto.agent", "millis_proto.reconnect"} & set(
+        result
+    )
