@@ -9,13 +9,16 @@ alone) and those compilations were most of what ``import millis_proto.wire`` cos
 
 :func:`frozen_dataclass` takes the same arguments and produces the same thing, but builds only
 ``__init__`` from source (its signature has to be the fields'), on the first call (see
-:func:`_lazy_init`), reusing the compiled code across classes whose fields have the same
-names and kinds. Everything else is a closure over
-the class's field names, made from code compiled once, with this module. The class itself is
-still processed by ``dataclasses.dataclass`` (with the generated methods switched off), so
-the ``Field`` objects, ``__dataclass_fields__``, ``__match_args__`` and ``__slots__`` are
-dataclasses' own and ``dataclasses.fields`` / ``asdict`` / ``replace`` / ``is_dataclass``,
-subclassing with ``@dataclass(frozen=True)``, pickling and copying behave exactly as before.
+:func:`_lazy_init`), reusing the compiled code across classes whose fields have the same names
+and kinds. Everything else is a closure over the class's field names, made from code compiled
+once, with this module. The class itself is still processed by ``dataclasses.dataclass`` (with
+the generated methods switched off), so the ``Field`` objects, ``__dataclass_fields__``,
+``__match_args__`` and ``__slots__`` are dataclasses' own and ``dataclasses.fields`` /
+``asdict`` / ``replace`` / ``is_dataclass``, subclassing with ``@dataclass(frozen=True)``,
+pickling and copying behave exactly as before. (One difference: setting an attribute that is
+not a field raises ``FrozenInstanceError``, where the stdlib's slotted classes of 3.10 and
+3.11 fail with a ``TypeError`` from ``super()``, their ``__setattr__`` holding the class
+``slots=True`` replaced.)
 ``tests/core/test_frozen_dataclass.py`` checks every class against the stdlib's version.
 
 Type checkers see plain ``dataclasses.dataclass`` (``TYPE_CHECKING`` below), so the classes
@@ -189,24 +192,24 @@ def _init(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> Callabl
     for f in fields:
         if f.init:
             if f.default is not _MISSING:
-                values[f"_dflt_{f.name}"] = f.default
-                arg = f"{f.name}=_dflt_{f.name}"
+                values[f"__dflt_{f.name}__"] = f.default
+                arg = f"{f.name}=__dflt_{f.name}__"
             elif f.default_factory is not _MISSING:
-                values[f"_factory_{f.name}"] = f.default_factory
+                values[f"__factory_{f.name}__"] = f.default_factory
                 arg = f"{f.name}=_HAS_DEFAULT_FACTORY"
                 body.append(
-                    f"  {f.name} = _factory_{f.name}() "
+                    f"  {f.name} = __factory_{f.name}__() "
                     f"if {f.name} is _HAS_DEFAULT_FACTORY else {f.name}"
                 )
             else:
                 arg = f.name
             (kw_args if f.kw_only else args).append(arg)
         elif f.default is not _MISSING:
-            values[f"_dflt_{f.name}"] = f.default
-            body.append(f"  {f.name} = _dflt_{f.name}")
+            values[f"__dflt_{f.name}__"] = f.default
+            body.append(f"  {f.name} = __dflt_{f.name}__")
         elif f.default_factory is not _MISSING:
-            values[f"_factory_{f.name}"] = f.default_factory
-            body.append(f"  {f.name} = _factory_{f.name}()")
+            values[f"__factory_{f.name}__"] = f.default_factory
+            body.append(f"  {f.name} = __factory_{f.name}__()")
         else:
             continue
         body.append(f"  _object_setattr(self, {f.name!r}, {f.name})")
