@@ -130,6 +130,30 @@ async def _connect(
             session._stop()
 
 
+#: The read buffer of the sessions of one trio run (see _read_buffer).
+_READ_BUFFER: trio.lowlevel.RunVar[tuple[list[bytearray], memoryview]] = trio.lowlevel.RunVar(
+    "millis_proto_read_buffer"
+)
+
+
+def _read_buffer() -> tuple[list[bytearray], memoryview]:
+    """The buffer every session of the current trio run reads its socket into.
+
+    One for all sessions: a reader hands the bytes to its core, which takes them, before it
+    waits again, and a trio run is one thread. A fresh ``os.read`` of ``RECEIVE_BYTES``
+    per read would ask the allocator for 64 KiB every time and hand most of it back at
+    once; with hundreds of sessions that churn spread the heap (kilobytes of resident
+    memory per session) for reads that are mostly one small frame.
+    """
+    try:
+        return _READ_BUFFER.get()
+    except LookupError:
+        buffer = bytearray(RECEIVE_BYTES)
+        shared = ([buffer], memoryview(buffer))
+        _READ_BUFFER.set(shared)
+        return shared
+
+
 def _raw_fd(stream: trio.abc.Stream) -> int | None:
     """The socket's file descriptor for direct reads and writes, if it may be used.
 
@@ -300,17 +324,20 @@ class TrioSession(NativeSession):
         # the last one, so reading first would cost a failed system call per frame.
         wait_readable = trio.lowlevel.wait_readable
         received = self._received
+        readv = os.readv
+        into, view = _read_buffer()
         while self.connection.closed is None:
             try:
                 await wait_readable(fd)
-                data = os.read(fd, RECEIVE_BYTES)
+                n = readv(fd, into)
             except BlockingIOError:
                 continue
             except _STREAM_ERRORS as exc:
                 self._lost(f"connection lost: {describe(exc)}")
                 return
-            received(data or None)  # b"" is EOF
-            del data  # not held while waiting: a read may be 64 KiB, in every session
+            # The core copies what it keeps before returning (the buffer is reused by the
+            # next read of any session), so no view of it outlives this call.
+            received(view[:n] if n else None)  # 0 bytes is EOF
 
     async def _write_fd(self, fd: int) -> None:
         # The slow path: bytes that could not be written at once (see _write_now).
