@@ -11,10 +11,11 @@ rounds with their range. Every figure that judges is a ratio — to ``websockets
 hand-rolled floor, measured in the same run at the same N — never an absolute time.
 
 Then the sessions-per-core knee at 20 ms frames (the largest N at which one client process
-sends >= 95 % of its frames within 10 ms of schedule; a bounded search starting from what
-the CPU figure predicts), the pure virtual-time run against the local agent and its speed,
-and import times. Everything is bounded: at most ``--max-n`` sessions, a fixed number of
-probes, a timeout on every child process.
+sends >= 95 % of its frames within 10 ms of schedule in each of two runs; a bounded search
+starting from what the CPU figure predicts), judged against websockets' knee in the same
+run; the pure virtual-time run against the local agent and its speed, and import times.
+Everything is bounded: at most ``--max-n`` sessions, a fixed number of probes (of at most
+two runs each), a timeout on every child process.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Options:
     import_repeat: int
     kinds: Sequence[str]
     configs: Sequence[tuple[int, int]]
+    knee_runs: int = 2
 
 
 @dataclass
@@ -150,6 +152,24 @@ def table_rounds(server: LoadServer, opts: Options) -> dict[tuple[str, int], Cel
     return cells
 
 
+def hold(server: LoadServer, kind: str, n: int, opts: Options) -> float:
+    """The on-time share of ``n`` sessions: the worst of ``opts.knee_runs`` runs.
+
+    A load counts as held only if every run holds it, so one lucky (or unlucky) window
+    does not move the knee; a run that fails ends the probe (the load is not held).
+    """
+    worst = 100.0
+    for _ in range(opts.knee_runs):
+        try:
+            pct = float(run_client(server, kind, n, 20, opts)["on_time_pct"])
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pct = 0.0
+        worst = min(worst, pct)
+        if worst < KNEE_ON_TIME:
+            break
+    return worst
+
+
 def knee(server: LoadServer, kind: str, cpu_us: float, opts: Options) -> tuple[int, str, list]:
     """Largest N found holding the pacing, with "≥" if the search never saw it fail."""
     grain = 5 if opts.max_n < 100 else 25
@@ -162,10 +182,7 @@ def knee(server: LoadServer, kind: str, cpu_us: float, opts: Options) -> tuple[i
     good, bad = 0, 0
     probes: list[tuple[int, float]] = []
     for _ in range(opts.probes):
-        try:
-            pct = run_client(server, kind, n, 20, opts)["on_time_pct"]
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pct = 0.0
+        pct = hold(server, kind, n, opts)
         probes.append((n, pct))
         if pct >= KNEE_ON_TIME:
             good = n
@@ -244,8 +261,12 @@ def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
         )
 
 
-def print_knees(knees: dict[str, tuple[int, str, list]]) -> None:
-    print(f"\nsessions per core at 20 ms frames (≥ {KNEE_ON_TIME:.0f} % of frames within 10 ms):")
+def print_knees(knees: dict[str, tuple[int, str, list]], opts: Options) -> None:
+    runs = f"; each probe: the worst of {opts.knee_runs} runs" if opts.knee_runs > 1 else ""
+    print(
+        f"\nsessions per core at 20 ms frames (≥ {KNEE_ON_TIME:.0f} % of frames within 10 ms"
+        f"{runs}):"
+    )
     for kind, (n, mark, probes) in knees.items():
         tried = ", ".join(f"{pn}: {pct:.1f} %" for pn, pct in probes)
         print(f"  {kind:<12}{mark}{n:<6}  probes {tried}")
@@ -304,13 +325,33 @@ def print_targets(
             shown = f"{r:.2f}x" if r is not None else "—"
             ok = None if r is None else r <= limit
             lines.append((ok, f"{kind} <= {limit:g}x {base} at {period_ms} ms: {shown}"))
+    ws = knees.get("websockets")
+    for kind in ("trio", "asyncio"):
+        n, mark, _ = knees.get(kind, (0, "", []))
+        # The issue's figure is for its own box, where websockets held 400: on this box
+        # the comparable target is the knee relative to websockets, measured in this run.
+        if kind in knees and ws is not None and ws[0] and ws[1] != "<":
+            rel = n / ws[0]
+            ok: bool | None = rel >= 1.0 and mark != "<"
+            if (mark == "≥" and not ok) or (ws[1] == "≥" and ok):
+                ok = None  # a bound only (the search never saw that kind fail): undecided
+            shown = f"{mark}{n} / {ws[1]}{ws[0]} = {rel:.2f}"
+        else:
+            ok, shown = None, "—"
+        lines.append((ok, f"{kind} knee / websockets knee >= 1.0 (same run): {shown}"))
     for kind in ("trio", "asyncio"):
         n, mark, _ = knees.get(kind, (0, "", []))
         ok = None if kind not in knees else (n >= 400 and mark != "<")
         context = ", ".join(
             f"{k} {knees[k][1]}{knees[k][0]}" for k in ("websockets", "floor") if k in knees
         )
-        lines.append((ok, f"{kind} holds >= 400 sessions per core: {mark}{n} ({context})"))
+        lines.append(
+            (
+                ok,
+                f"{kind} holds >= 400 sessions per core: {mark}{n} ({context}; absolute "
+                "figure of the issue's box, where websockets held 400 — not this box's)",
+            )
+        )
     for kind in ("trio", "asyncio"):
         cell = cells.get((kind, 20))
         mb = cell.median("rss_mb_per_session") if cell and cell.runs else None
@@ -353,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", type=float, default=2.0)
     parser.add_argument("--max-n", type=int, default=600)
     parser.add_argument("--probes", type=int, default=4)
+    parser.add_argument(
+        "--knee-runs", type=int, default=2, help="runs per knee probe; all must hold"
+    )
     parser.add_argument("--offline-minutes", type=float, default=60.0)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--json", metavar="FILE", help="also write every figure here")
@@ -361,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         k for k in args.kinds if k != "asyncio" or importlib.util.find_spec("transports.asyncio")
     ]
     if args.quick:
-        opts = Options(1, 0.1, 0.3, 8, 1, 0.2, 1, kinds, QUICK_CONFIGS)
+        opts = Options(1, 0.1, 0.3, 8, 1, 0.2, 1, kinds, QUICK_CONFIGS, knee_runs=1)
     else:
         opts = Options(
             args.rounds,
@@ -373,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             5,
             kinds,
             CONFIGS,
+            knee_runs=args.knee_runs,
         )
     load = os.getloadavg()
     print(
@@ -388,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             cell = cells.get((kind, 20))
             if cell is not None and cell.runs:
                 knees[kind] = knee(server, kind, cell.median("cpu_us_per_session_s"), opts)
-        print_knees(knees)
+        print_knees(knees, opts)
     run, imports = offline(opts)
     print_offline(run, imports)
     print_targets(cells, knees, run, imports, opts)

@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import wsproto
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,6 +47,8 @@ def test_quick_bench_prints_the_whole_table() -> None:
         )
     assert "load server CPU while a client ran" in out
     assert re.search(r"^  trio\s+[≥<]?\d+\s+probes \d+: [\d.]+ %", out, re.M)
+    assert re.search(r"trio knee / websockets knee >= 1.0 \(same run\): —", out)
+    assert re.search(r"trio holds >= 400 sessions per core: .*not this box's", out)
     assert re.search(r"virtual time.*x real time", out)
     assert re.search(r"import .*wsproto \d+ ms.*millis_proto \d+ ms", out)
 
@@ -84,3 +88,49 @@ def test_floor_reads_what_wsproto_sends(payloads: list[bytes], split: int) -> No
     for i in range(0, len(wire), split):
         frames += reader.feed(wire[i : i + split])
     assert frames == [(BINARY, p) for p in payloads]
+
+
+def _options(knee_runs: int) -> Any:
+    from bench.run import Options
+
+    return Options(1, 0.1, 0.3, 600, 6, 0.2, 1, ["trio"], [(20, 100)], knee_runs=knee_runs)
+
+
+def test_a_knee_probe_holds_only_if_every_run_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.run
+
+    # On time 99 % up to 200 sessions; above, every other run is a lucky 99 % window.
+    runs: list[int] = []
+
+    def fake_run(server: Any, kind: str, n: int, period_ms: int, opts: Any) -> dict[str, Any]:
+        runs.append(n)
+        lucky = len(runs) % 2 == 1
+        return {"on_time_pct": 99.0 if n <= 200 or lucky else 60.0}
+
+    monkeypatch.setattr(bench.run, "run_client", fake_run)
+    n, mark, probes = bench.run.knee(None, "trio", 0.85e6 / 200, _options(knee_runs=2))  # type: ignore[arg-type]
+    assert (n, mark) == (200, "")
+    assert all(pct < 95 for pn, pct in probes if pn > 200)
+    assert runs.count(200) == 2  # a held load is run twice
+
+
+def test_the_report_judges_the_knee_against_websockets_in_the_same_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.run import Cell, print_targets
+
+    knees = {
+        "websockets": (175, "", []),
+        "trio": (200, "", []),
+        "asyncio": (150, "", []),
+        "floor": (275, "", []),
+    }
+    run = {"virtual_s": 3600, "cpu_s": 1.0, "rss_end_kb": 10, "rss_tenth_kb": 10}
+    imports = {"median_ms": {"millis_proto": 20, "wsproto": 15}, "transports_trio_loads": []}
+    print_targets({("trio", 20): Cell()}, knees, run, imports, _options(2))
+    out = capsys.readouterr().out
+    assert re.search(
+        r"met\s+trio knee / websockets knee >= 1.0 \(same run\): 200 / 175 = 1.14", out
+    )
+    assert re.search(r"MISSED\s+asyncio knee / websockets knee >= 1.0 .*: 150 / 175 = 0.86", out)
+    assert re.search(r"MISSED\s+trio holds >= 400 sessions per core: 200 ", out)
