@@ -1,8 +1,9 @@
 """Millis sessions over trio's own streams: ``trio.open_tcp_stream`` and ``trio.SSLStream``.
 
 The primary transport, with nothing between the session and trio on the hot path: one
-reader task, one writer task and one timer task per session (see
-:mod:`transports._native` for how they share the work)::
+reader task and one writer task per session, the reader also running the core's timers on a
+plain socket (a third, timer task over TLS; see :mod:`transports._native` for how they
+share the work)::
 
     import trio
     from millis_proto import StartRequest, US_WEST
@@ -122,7 +123,8 @@ async def _connect(
     async with background(trio.open_nursery) as group:
         group.start_soon(session._read_loop)
         group.start_soon(session._write_loop)
-        group.start_soon(session._timer_loop)
+        if session._fd is None:
+            group.start_soon(session._timer_loop)  # on a socket, the reader runs the timers
         try:
             yield session
         finally:
@@ -184,7 +186,7 @@ async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> tr
 class TrioSession(NativeSession):
     """A live Millis session over a trio stream; see :class:`~transports._client.ClientSession`.
 
-    Its tasks (reader, writer, timer) are shielded from the caller's cancellation so that
+    Its tasks (reader, writer; timer over TLS) are shielded from the caller's cancellation so that
     the close handshake can still run while the caller is cancelled; they are stopped
     when ``connect``'s block ends. Every wait is bounded: writes by ``write_timeout``
     (then ``ConnectionLost``), a silent server by the core's liveness check, the close
@@ -301,7 +303,7 @@ class TrioSession(NativeSession):
         self._wrote(len(data))
         return data
 
-    # --- the three tasks ------------------------------------------------------------------
+    # --- the tasks ------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         with self._reader_scope:
@@ -326,18 +328,27 @@ class TrioSession(NativeSession):
         received = self._received
         readv = os.readv
         into, view = _read_buffer()
+        # The reader is also the timer (no third task, no second shielded scope per
+        # session): its wait for bytes is the only place it yields, and waiting is all a
+        # cancelled wait_readable abandons, so the next deadline cancels that wait.
         while self.connection.closed is None:
-            try:
-                await wait_readable(fd)
-                n = readv(fd, into)
-            except BlockingIOError:
-                continue
-            except _STREAM_ERRORS as exc:
-                self._lost(f"connection lost: {describe(exc)}")
-                return
-            # The core copies what it keeps before returning (the buffer is reused by the
-            # next read of any session), so no view of it outlives this call.
-            received(view[:n] if n else None)  # 0 bytes is EOF
+            with trio.CancelScope(deadline=self._next_deadline()) as wait:
+                self._timer_wait = wait
+                while self.connection.closed is None:
+                    try:
+                        await wait_readable(fd)
+                        n = readv(fd, into)
+                    except BlockingIOError:
+                        continue
+                    except _STREAM_ERRORS as exc:
+                        self._lost(f"connection lost: {describe(exc)}")
+                        return
+                    # The core copies what it keeps before returning (the buffer is reused
+                    # by the next read of any session): no view of it outlives this call.
+                    received(view[:n] if n else None)  # 0 bytes is EOF
+            self._timer_wait = None
+            if wait.cancelled_caught:
+                self._on_timer()
 
     async def _write_fd(self, fd: int) -> None:
         # The slow path: bytes that could not be written at once (see _write_now).

@@ -1,4 +1,4 @@
-"""The trio transport's reads: every session of a run reads into one shared buffer.
+"""The trio transport's reader: one shared read buffer per run, and the session's timer.
 
 A plain-socket peer (its own thread, no library) sends each session its own agent audio
 in small frames; the sessions' playback must hold exactly their own bytes, and reading
@@ -29,10 +29,12 @@ ONREADY = b'{"method": "onready", "payload": {"session_id": "s"}}'
 
 
 @contextlib.contextmanager
-def paced_peers(n: int, go: threading.Event, *, eof: bool = False) -> Iterator[str]:
-    """A server for ``n`` sessions: each gets onready, then (once ``go`` is set) FRAMES
-    frames of audio made of its own byte value, a few milliseconds apart (then, with
-    ``eof``, the end of the stream without a close frame)."""
+def paced_peers(
+    n: int, go: threading.Event, *, eof: bool = False, frames: int = FRAMES
+) -> Iterator[str]:
+    """A server for ``n`` sessions: each gets onready, then (once ``go`` is set)
+    ``frames`` frames of audio made of its own byte value, a few milliseconds apart (then,
+    with ``eof``, the end of the stream without a close frame)."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
     port = listener.getsockname()[1]
@@ -53,9 +55,9 @@ def paced_peers(n: int, go: threading.Event, *, eof: bool = False) -> Iterator[s
             conns.append(conn)
         if not go.wait(10):
             return
-        frames = [encode(BINARY, bytes([i + 1]) * FRAME_BYTES, masked=False) for i in range(n)]
-        for _ in range(FRAMES):
-            for conn, frame in zip(conns, frames, strict=True):
+        audio = [encode(BINARY, bytes([i + 1]) * FRAME_BYTES, masked=False) for i in range(n)]
+        for _ in range(frames):
+            for conn, frame in zip(conns, audio, strict=True):
                 conn.sendall(frame)
             time.sleep(0.003)
         for conn in conns if eof else ():
@@ -131,4 +133,28 @@ def test_eof_after_the_frames_ends_the_session_with_every_frame_read() -> None:
             assert session.connection.playback.queued_samples * 2 == FRAMES * FRAME_BYTES
 
     with paced_peers(1, go, eof=True) as url:
+        trio.run(main, url)
+
+
+def test_on_a_socket_the_reader_is_also_the_timer() -> None:
+    """Two tasks per session (reader and writer), and the core's timers still fire: a
+    silent server gets a liveness ping, then the pong timeout ends the session."""
+    go = threading.Event()
+    request = StartRequest(public_key="reads-test-public-key", agent_id="agent")
+    config = ClientConfig(liveness_timeout=0.2, pong_timeout=0.2)
+
+    async def main(url: str) -> None:
+        async with connect(url, request, config=config, disconnect_timeout=0.2) as session:
+            nurseries = trio.lowlevel.current_task().child_nurseries  # the session's own
+            names = sorted(t.name.rsplit(".", 1)[-1] for n in nurseries for t in n.child_tasks)
+            assert names == ["_read_loop", "_write_loop"]
+            started = trio.current_time()
+            with trio.fail_after(5), pytest.raises(ConnectionLost):
+                async for _event in session:
+                    pass
+            # liveness ping after 0.2 s of silence, no answer for 0.2 s more: lost
+            assert 0.35 < trio.current_time() - started < 2
+            assert session.closed is not None and session.closed.code == 1006
+
+    with paced_peers(1, go, frames=0) as url:  # the handshake and onready, then silence
         trio.run(main, url)
