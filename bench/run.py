@@ -369,6 +369,10 @@ def print_targets(
     med = imports["median_ms"]
     extra = med["millis_proto"] - med["wsproto"]
     lines.append((extra <= 10, f"import millis_proto <= wsproto + 10 ms: {extra:+.0f} ms"))
+    # The bare package is lazy, so the line above is easy; what a program that connects
+    # imports is the wire layer (ClientConnection), and that is the honest figure.
+    extra = med["millis_proto.wire"] - med["wsproto"]
+    lines.append((extra <= 10, f"import millis_proto.wire <= wsproto + 10 ms: {extra:+.0f} ms"))
     loads = imports["transports_trio_loads"]
     lines.append((not loads, "import transports.trio loads no serving side: "
                   + (", ".join(loads) or "none")))  # fmt: skip

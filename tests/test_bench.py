@@ -126,7 +126,10 @@ def test_the_report_judges_the_knee_against_websockets_in_the_same_run(
         "floor": (275, "", []),
     }
     run = {"virtual_s": 3600, "cpu_s": 1.0, "rss_end_kb": 10, "rss_tenth_kb": 10}
-    imports = {"median_ms": {"millis_proto": 20, "wsproto": 15}, "transports_trio_loads": []}
+    imports = {
+        "median_ms": {"millis_proto": 20, "millis_proto.wire": 40, "wsproto": 15},
+        "transports_trio_loads": [],
+    }
     print_targets({("trio", 20): Cell()}, knees, run, imports, _options(2))
     out = capsys.readouterr().out
     assert re.search(
@@ -134,3 +137,5 @@ def test_the_report_judges_the_knee_against_websockets_in_the_same_run(
     )
     assert re.search(r"MISSED\s+asyncio knee / websockets knee >= 1.0 .*: 150 / 175 = 0.86", out)
     assert re.search(r"MISSED\s+trio holds >= 400 sessions per core: 200 ", out)
+    assert re.search(r"met\s+import millis_proto <= wsproto \+ 10 ms: \+5 ms", out)
+    assert re.search(r"MISSED\s+import millis_proto.wire <= wsproto \+ 10 ms: \+25 ms", out)
