@@ -679,11 +679,7 @@ class ClientConnection(WireConnection):
         )
 
     def get_timer(self) -> float | None:
-        """The earliest deadline (monotonic seconds) at which :meth:`handle_timer` is due.
-
-        ``None`` when nothing is timed. Ask again after every call into this object: any
-        of them may move it.
-        """
+        """As :meth:`WireConnection.get_timer`: when :meth:`handle_timer` is next due."""
         # Asked after every read and write: the base class's steps and the liveness and
         # keepalive deadlines, inlined — no property or method on the way.
         if self.closed is not None:
