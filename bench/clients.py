@@ -171,8 +171,12 @@ def run_asyncio(args: argparse.Namespace, base_kb: int) -> None:
 
     plan = Plan(args.n, args.period_ms / 1000, args.warmup, args.measure)
     frame = bytes(args.period_ms * 32)
-    session = {"floor": _floor_session, "websockets": _websockets_session}.get(args.kind)
-    if session is None:
+    session: Callable[..., Awaitable[None]]
+    if args.kind == "floor":
+        session = _floor_session
+    elif args.kind == "websockets":
+        session = _websockets_session
+    else:
         session = _millis_asyncio_session(args.kind)
 
     async def main() -> None:
@@ -280,10 +284,12 @@ async def _floor_session(
                 elif opcode == CLOSE:
                     self.transport.close()  # type: ignore[union-attr]
 
-    transport, _ = await loop.create_connection(Floor, parts.hostname, parts.port)
+    transport, _ = await loop.create_connection(
+        Floor, parts.hostname or "127.0.0.1", parts.port or 80
+    )
     await ready
     await opened()
-    write = transport.write  # type: ignore[attr-defined]
+    write = transport.write
 
     def send() -> None:
         write(encode(BINARY, frame, masked=True))
@@ -322,13 +328,21 @@ async def _websockets_session(
 
 def _millis_asyncio_session(kind: str) -> Callable[..., Awaitable[None]]:
     import asyncio
+    from contextlib import AbstractAsyncContextManager
 
     from millis_proto import ClientConfig, Ready, StartRequest
+    from transports._client import ClientSession
 
+    # Only the kind's own transport is imported (the other would count in its memory).
+    connect: Callable[..., AbstractAsyncContextManager[ClientSession]]
     if kind == "asyncio":
-        from transports.asyncio import connect  # type: ignore[import-not-found, unused-ignore]
+        from transports.asyncio import connect as asyncio_connect
+
+        connect = asyncio_connect
     else:
-        from transports.anyio import connect
+        from transports.anyio import connect as anyio_connect
+
+        connect = anyio_connect
 
     request = StartRequest(public_key="bench-key", agent_id="bench")
     config = ClientConfig()

@@ -68,7 +68,7 @@ class Cell:
     error: str = ""
 
     def median(self, key: str) -> float:
-        return statistics.median(r[key] for r in self.runs)
+        return float(statistics.median(r[key] for r in self.runs))
 
     def span(self, key: str) -> tuple[float, float]:
         values = [r[key] for r in self.runs]
@@ -170,7 +170,9 @@ def hold(server: LoadServer, kind: str, n: int, opts: Options) -> float:
     return worst
 
 
-def knee(server: LoadServer, kind: str, cpu_us: float, opts: Options) -> tuple[int, str, list]:
+def knee(
+    server: LoadServer, kind: str, cpu_us: float, opts: Options
+) -> tuple[int, str, list[tuple[int, float]]]:
     """Largest N found holding the pacing, with "≥" if the search never saw it fail."""
     grain = 5 if opts.max_n < 100 else 25
     lowest = grain
@@ -261,7 +263,7 @@ def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
         )
 
 
-def print_knees(knees: dict[str, tuple[int, str, list]], opts: Options) -> None:
+def print_knees(knees: dict[str, tuple[int, str, list[tuple[int, float]]]], opts: Options) -> None:
     runs = f"; each probe: the worst of {opts.knee_runs} runs" if opts.knee_runs > 1 else ""
     print(
         f"\nsessions per core at 20 ms frames (≥ {KNEE_ON_TIME:.0f} % of frames within 10 ms"
@@ -332,7 +334,7 @@ def print_targets(
         # the comparable target is the knee relative to websockets, measured in this run.
         if kind in knees and ws is not None and ws[0] and ws[1] != "<":
             rel = n / ws[0]
-            ok: bool | None = rel >= 1.0 and mark != "<"
+            ok = rel >= 1.0 and mark != "<"
             if (mark == "≥" and not ok) or (ws[1] == "≥" and ok):
                 ok = None  # a bound only (the search never saw that kind fail): undecided
             shown = f"{mark}{n} / {ws[1]}{ws[0]} = {rel:.2f}"
