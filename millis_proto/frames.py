@@ -158,6 +158,17 @@ class FrameSplitter:
         elif isinstance(data, bytes) or (
             isinstance(data, memoryview) and data.ndim == 1 and data.format == "B"
         ):
+            if (
+                self._client
+                and len(data) > 129  # a binary frame with a 16-bit length, then nothing
+                and data[0] == _FIN | BINARY
+                and data[1] == 126
+                and (data[2] << 8 | data[3]) + 4 == len(data)
+                and len(data) - 4 <= self._max
+            ):
+                # The usual read on a client: exactly one agent audio frame. The loop
+                # below would find the same (tests/core/test_frames.py feeds both ways).
+                return [bytes(data[4:])]
             # Nothing held back (the usual case: a read ends at a frame boundary): parse
             # the read itself, no copy of it; payloads and an incomplete tail are copied
             # out, so a transport may reuse its read buffer once this returns.

@@ -98,7 +98,8 @@ class PlaybackBuffer:
         pcm = self._aligner.align(data)
         if not pcm:
             return 0
-        room = (self.capacity_samples - self.queued_samples) * BYTES_PER_SAMPLE
+        # _queued_bytes is always whole samples (what is queued was aligned).
+        room = self.capacity_samples * BYTES_PER_SAMPLE - self._queued_bytes
         dropped = 0
         if len(pcm) > room:
             dropped = (len(pcm) - room) // BYTES_PER_SAMPLE

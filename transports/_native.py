@@ -176,7 +176,7 @@ class NativeSession(ClientSession):
         if self._dropping:
             self._report_drops(now, ongoing=False)
         self.connection.send_audio(pcm, now)
-        self._pump()
+        self._pump(timers=False)
         if self._CHECKPOINTS:
             await self._checkpoint()
 
@@ -357,14 +357,20 @@ class NativeSession(ClientSession):
             if error is not None:
                 raise error
 
-    def _pump(self) -> None:
+    def _pump(self, *, timers: bool = True) -> None:
         """After any call into the core: its events to the queue, its bytes to the writer,
-        and its next deadline to the timer."""
+        and its next deadline to the timer (``timers=False``: the call was one that moves
+        no deadline earlier, sending audio)."""
         conn = self.connection
         events = conn.events()
         if events:
             self._queue_events(events)
         data = conn.data_to_send()
+        if not data and not events and conn.closed is None:
+            # A call that gave neither events nor bytes (a read of agent audio, mostly)
+            # moved no deadline earlier: nothing happened that starts a timer. Both rules
+            # are checked against get_timer() in tests/core/test_wire_fast.py.
+            return
         if data:
             self._outbox.append(data)
             self._outbox_bytes += len(data)
@@ -381,6 +387,8 @@ class NativeSession(ClientSession):
                 self._queue.end()
                 self._ready_or_closed.set()
                 self._wake_writer()
+            return
+        if not timers:
             return
         deadline = conn.get_timer()
         if deadline is not None and deadline < self._timer_at:

@@ -290,6 +290,36 @@ def test_any_stream_any_split_gives_what_wsproto_gives(
     assert _run(stream, cuts, to_client, fast=True, reused=True) == expected
 
 
+@given(
+    spec=st.one_of(
+        valid,
+        unusual,
+        # Any first byte (FIN, RSV bits, opcode) on a frame of an audio frame's size.
+        st.tuples(st.just("raw"), st.integers(0, 255), st.integers(120, 700)),
+    ),
+    limit=st.sampled_from([0, 125, 126, 200, 639, 640, 641, 65535, MAX_FRAME]),
+    masked=st.booleans(),
+)
+@settings(max_examples=400, deadline=None)
+def test_a_one_frame_read_splits_as_the_loop_splits_it(
+    spec: tuple[Any, ...], limit: int, masked: bool
+) -> None:
+    """A client's usual read is exactly one frame, which the splitter takes in one step;
+    that step must give what its general loop gives (a bytearray read goes to the loop)."""
+    if spec[0] == "raw":
+        frame = _raw(spec[1], bytes(spec[2]), mask=b"\x01\x02\x03\x04" if masked else None)
+    else:
+        frame = _frame(spec, _open_pair()[0 if masked else 1], masked=masked)
+
+    def split(data: bytes | bytearray | memoryview) -> tuple[Any, ...]:
+        splitter = FrameSplitter(client=True, max_frame_bytes=limit)
+        return splitter.feed(data), splitter.passthrough, bytes(splitter._buf)
+
+    loop = split(bytearray(frame))
+    assert split(frame) == loop
+    assert split(memoryview(frame)) == loop
+
+
 SAMPLE_SPECS: list[tuple[Any, ...]] = [
     ("text", '{"method":"onready"}'),
     ("binary", bytes(range(256)) * 3),
