@@ -68,8 +68,6 @@ __all__ = [
 
 #: Bytes waiting for the writer above which the connection counts as lost.
 MAX_OUTBOX_BYTES = 4 * 1024 * 1024
-#: Most bytes asked of the transport per read.
-RECEIVE_BYTES = 65536
 #: How often a lasting drop of user audio is reported, in seconds.
 DROP_REPORT_INTERVAL = 1.0
 

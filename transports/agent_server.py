@@ -44,6 +44,7 @@ from millis_proto.config import DEFAULT_DISCONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_
 
 from ._client import DEFAULT_WRITE_TIMEOUT
 from ._queue import check_count
+from ._read_buffer import shared_read_view
 from ._session import check_timeout
 from .faults import check_drop
 from .server import (
@@ -101,8 +102,12 @@ class _Server:
             self.all_gone.set_result(None)
 
 
-class _AgentProtocol(asyncio.Protocol):
-    """One connection: the core's server connection and the agent answering on it."""
+class _AgentProtocol(asyncio.BufferedProtocol):
+    """One connection: the core's server connection and the agent answering on it.
+
+    Reads go into the thread's shared buffer (:mod:`transports._read_buffer`): the core
+    copies what it keeps before ``buffer_updated`` returns.
+    """
 
     def __init__(self, server: _Server) -> None:
         self._server = server
@@ -116,6 +121,7 @@ class _AgentProtocol(asyncio.Protocol):
         self._timer_at = math.inf
         self._paused_since: float | None = None
         self._finished = False
+        self._view = shared_read_view()
         self.refused = False
 
     # --- asyncio's callbacks ---------------------------------------------------------------
@@ -140,10 +146,13 @@ class _AgentProtocol(asyncio.Protocol):
             self._number = server.accepted
         self._arm()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
         # An invalid handshake: the core queued a 400 response and closed; written below.
         with contextlib.suppress(RemoteProtocolError):
-            self._conn.receive_data(data, self._loop.time())
+            self._conn.receive_data(self._view[:nbytes], self._loop.time())
         self._run()
 
     def eof_received(self) -> bool:

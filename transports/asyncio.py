@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -51,7 +50,8 @@ from ._client import (
     timeout_failure,
 )
 from ._errors import connect_failure, describe, redacted, sentence
-from ._native import RECEIVE_BYTES, NativeSession
+from ._native import NativeSession
+from ._read_buffer import shared_read_view
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -105,28 +105,12 @@ async def _connect(
         session._stop()
 
 
-class _ReadBuffer(threading.local):
-    """The buffer every session of one thread reads into.
-
-    With a plain ``Protocol`` asyncio allocates a fresh 256 KiB ``bytes`` for every read:
-    a large allocation (its own memory mapping) and a page fault per read, in every
-    session. A read is handed to the core and consumed before the callback returns (the
-    core copies what it keeps), so one buffer serves all the sessions of a thread's loop.
-    """
-
-    def __init__(self) -> None:
-        self.view = memoryview(bytearray(RECEIVE_BYTES))
-
-
-_READ_BUFFER = _ReadBuffer()
-
-
 class _Protocol(asyncio.BufferedProtocol):
     """The transport's callbacks, handed to the session (kept off its public surface)."""
 
     def __init__(self, session: AsyncioSession) -> None:
         self._session = session
-        self._view = _READ_BUFFER.view
+        self._view = shared_read_view()  # see transports._read_buffer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._session._made(transport)  # type: ignore[arg-type]

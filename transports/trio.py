@@ -53,7 +53,8 @@ from ._client import (
     timeout_failure,
 )
 from ._errors import connect_failure, describe, redacted, sentence
-from ._native import RECEIVE_BYTES, NativeSession
+from ._native import NativeSession
+from ._read_buffer import RECEIVE_BYTES
 from ._session import background
 
 if TYPE_CHECKING:

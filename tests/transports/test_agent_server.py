@@ -9,6 +9,7 @@ stops reading, an agent that fails, and the shutdown.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from millis_proto import (
+    ClientAudio,
     ClientConnection,
     ConnectionClosed,
     ConnectionClosedByServer,
@@ -165,5 +167,60 @@ def test_shutting_down_closes_every_session_with_1001() -> None:
             1001,
             "the server is shutting down",
         )
+
+    asyncio.run(main())
+
+
+def test_sessions_read_through_one_buffer_each_get_their_own_bytes() -> None:
+    """Three clients whose handshakes and frames arrive in small interleaved pieces: each
+    session's agent sees exactly its own audio. The served side reads every connection into
+    one shared buffer, overwritten by the next read, so nothing of a read may be kept."""
+
+    async def main() -> None:
+        async with serving() as (url, seen):
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            clients = [ClientConnection(REQUEST, url, mask_entropy=os.urandom) for _ in range(3)]
+            streams = [await asyncio.open_connection("127.0.0.1", port) for _ in clients]
+            for _, writer in streams:
+                writer.get_extra_info("socket").setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+                )
+
+            async def interleaved(pieces: list[bytes], size: int) -> None:
+                # One small write per client in turn, with a pause: each a read of its own.
+                for at in range(0, max(map(len, pieces)), size):
+                    for (_, writer), data in zip(streams, pieces, strict=True):
+                        if data[at : at + size]:
+                            writer.write(data[at : at + size])
+                            await writer.drain()
+                    await asyncio.sleep(0.002)
+
+            async def opened(index: int) -> None:
+                conn, (reader, writer) = clients[index], streams[index]
+                while conn.phase.name != "READY":
+                    conn.receive_data(await reader.read(65536), 0.0)
+                    conn.events()
+                    writer.write(conn.data_to_send())
+
+            await interleaved([conn.data_to_send() for conn in clients], 5)
+            for index in range(len(clients)):
+                await asyncio.wait_for(opened(index), 10)
+            audio = []
+            for value, conn in enumerate(clients, start=1):
+                for _ in range(3):
+                    conn.send_audio(bytes([value]) * 640, 0.1)
+                audio.append(conn.data_to_send())
+            await interleaved(audio, 7)
+            await eventually(
+                lambda: sum(len(e.data) for _, e in seen if isinstance(e, ClientAudio)) >= 5760,
+                10,
+            )
+            heard: dict[int, bytes] = {}
+            for number, event in seen:
+                if isinstance(event, ClientAudio):
+                    heard[number] = heard.get(number, b"") + event.data
+            assert sorted(heard.values()) == [bytes([v]) * 1920 for v in (1, 2, 3)]
+            for _, writer in streams:
+                writer.close()
 
     asyncio.run(main())

@@ -20,7 +20,7 @@ from raw_peers import read_head
 
 from bench.rfc6455 import BINARY, TEXT, encode, server_handshake
 from millis_proto import ClientConfig, ConnectionLost, StartRequest
-from transports._native import RECEIVE_BYTES
+from transports._read_buffer import RECEIVE_BYTES
 from transports.trio import connect
 
 FRAMES = 30
