@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 
 import hypothesis.strategies as st
-from core_helpers import parse_client_frame
+from core_helpers import REQUEST, parse_client_frame
 from hypothesis import event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -26,10 +26,8 @@ from millis_proto import (
     Event,
     ServerConfig,
     ServerConnection,
-    StartRequest,
 )
 
-REQUEST = StartRequest(public_key="k", agent_id="a")
 CONFIG = ClientConfig(
     disconnect_timeout=2.0, liveness_timeout=3.0, pong_timeout=1.0, ping_every_packets=3
 )
