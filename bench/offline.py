@@ -135,6 +135,7 @@ def import_times(repeat: int) -> dict[str, object]:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     return {
+        "runs": repeat,
         "median_ms": {m: statistics.median(v) * 1000 for m, v in times.items()},
         "range_ms": {m: (min(v) * 1000, max(v) * 1000) for m, v in times.items()},
         "transports_trio_loads": loaded,

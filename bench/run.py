@@ -46,6 +46,11 @@ KNEE_KINDS = ("floor", "websockets", "trio", "asyncio")
 KNEE_ON_TIME = 95.0
 
 
+#: Fresh interpreters per module for the import times (alternating): a single import varies
+#: by ±15 ms on a busy VM, and the verdicts compare medians a few milliseconds apart.
+IMPORT_REPEAT = 15
+
+
 @dataclass
 class Options:
     rounds: int
@@ -284,7 +289,7 @@ def print_offline(run: dict[str, Any], imports: dict[str, Any]) -> None:
     )
     med, span = imports["median_ms"], imports["range_ms"]
     print(
-        "import (fresh interpreter, median [range]): "
+        f"import (median of {imports.get('runs', '?')} fresh interpreters each [range]): "
         + ", ".join(f"{m} {med[m]:.0f} ms [{span[m][0]:.0f}-{span[m][1]:.0f}]" for m in med)
     )
     extra = imports["transports_trio_loads"]
@@ -420,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             args.max_n,
             args.probes,
             args.offline_minutes,
-            5,
+            IMPORT_REPEAT,
             kinds,
             CONFIGS,
             knee_runs=args.knee_runs,
