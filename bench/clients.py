@@ -15,6 +15,9 @@ prints one JSON line and exits at once (no goodbye: the close handshake is not m
 * ``floor`` — hand-rolled RFC 6455 on an ``asyncio.Protocol`` (``bench.rfc6455``);
 * ``websockets`` — the ``websockets`` library's asyncio client;
 * ``wsproto`` — raw wsproto over trio sockets, no millis-proto;
+* ``trio-floor`` — the same hand-rolled RFC 6455 on trio's raw socket readiness
+  (``wait_readable``, ``os.read``, ``os.write``): what trio itself costs, the floor for
+  ``trio``;
 * ``trio``, ``asyncio``, ``anyio`` — millis-proto's ``transports.trio`` (trio),
   ``transports.asyncio`` (asyncio) and ``transports.anyio`` (on asyncio).
 """
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-KINDS = ("floor", "websockets", "wsproto", "trio", "asyncio", "anyio")
+KINDS = ("floor", "websockets", "wsproto", "trio-floor", "trio", "asyncio", "anyio")
 #: A frame counts as on time when it was sent within this long of its schedule.
 ON_TIME = 0.010
 #: Sessions connecting at once (the rest wait their turn).
@@ -379,7 +382,9 @@ def run_trio(args: argparse.Namespace, base_kb: int) -> None:
 
     plan = Plan(args.n, args.period_ms / 1000, args.warmup, args.measure)
     frame = bytes(args.period_ms * 32)
-    session = _wsproto_session if args.kind == "wsproto" else _millis_trio_session
+    session = {"wsproto": _wsproto_session, "trio-floor": _trio_floor_session}.get(
+        args.kind, _millis_trio_session
+    )
 
     async def main() -> None:
         gate = trio.Semaphore(CONNECTING)
@@ -471,6 +476,67 @@ async def _wsproto_session(
         nursery.cancel_scope.cancel()
 
 
+async def _trio_floor_session(
+    url: str, plan: Plan, i: int, frame: bytes, opened: Callable[[], Awaitable[None]]
+) -> None:
+    import trio
+
+    from bench.rfc6455 import BINARY, CLOSE, PING, PONG, TEXT, FrameReader, client_handshake, encode
+
+    parts = urlsplit(url)
+    playback = Playback()
+    nbytes = len(frame)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    request, accept = client_handshake(parts.netloc, target)
+    stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
+    fd = stream.socket.fileno()
+    await stream.send_all(request)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await stream.receive_some(65536)
+    head, rest = head.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 101") or accept not in head:
+        raise ConnectionError("handshake rejected")
+    await stream.send_all(encode(TEXT, INITIATE.encode(), masked=True))
+    reader = FrameReader()
+    ready = trio.Event()
+
+    def handle(data: bytes) -> None:
+        for opcode, payload in reader.feed(data):
+            if opcode == BINARY:
+                playback.push(payload)
+            elif opcode == TEXT:
+                if on_text(plan, payload).get("method") == "onready":
+                    ready.set()
+            elif opcode == PING:
+                os.write(fd, encode(PONG, payload, masked=True))
+            elif opcode == CLOSE:
+                return
+
+    async def read_loop() -> None:
+        handle(rest)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                return
+            handle(data)
+
+    async def send() -> None:
+        os.write(fd, encode(BINARY, frame, masked=True))
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_loop)
+        await ready.wait()
+        await opened()
+        await _trio_pace(plan, i, send, lambda: playback.pull(nbytes))
+        nursery.cancel_scope.cancel()
+
+
 async def _millis_trio_session(
     url: str, plan: Plan, i: int, frame: bytes, opened: Callable[[], Awaitable[None]]
 ) -> None:
@@ -504,6 +570,7 @@ _MODULES = {
     "floor": ("asyncio", "bench.rfc6455"),
     "websockets": ("asyncio", "websockets.asyncio.client"),
     "wsproto": ("trio", "wsproto"),
+    "trio-floor": ("trio", "bench.rfc6455"),
     "trio": ("trio", "transports.trio"),
     "asyncio": ("asyncio", "transports.asyncio"),
     "anyio": ("asyncio", "transports.anyio"),
@@ -530,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     for module in _MODULES[args.kind]:
         importlib.import_module(module)
     base_kb = rss_kb()
-    if args.kind in ("wsproto", "trio"):
+    if args.kind in ("wsproto", "trio-floor", "trio"):
         run_trio(args, base_kb)
     else:
         run_asyncio(args, base_kb)

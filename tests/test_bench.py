@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_quick_bench_prints_the_whole_table() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--kinds", "floor", "trio"],
+        [sys.executable, "-m", "bench.run", "--quick", "--kinds", "floor", "trio-floor", "trio"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -37,8 +37,8 @@ def test_quick_bench_prints_the_whole_table() -> None:
     out = proc.stdout
     assert "20 ms frames, N=4" in out
     assert "8 ms frames, N=3" in out
-    for kind in ("floor", "trio"):
-        row = next(line for line in out.splitlines() if line.startswith(kind))
+    for kind in ("floor", "trio-floor", "trio"):
+        row = next(line for line in out.splitlines() if line.startswith(kind + " "))
         # Two columns, each: CPU figure [range], x websockets (absent here), x floor, on-time %,
         # MB per session.
         assert (
@@ -46,6 +46,7 @@ def test_quick_bench_prints_the_whole_table() -> None:
             == 2
         )
     assert "load server CPU while a client ran" in out
+    assert re.search(r"trio's own share.*20 ms: trio-floor [\d.]+x the floor, trio [\d.]+x", out)
     assert re.search(r"^  trio\s+[≥<]?\d+\s+probes \d+: [\d.]+ %", out, re.M)
     assert re.search(r"trio knee / websockets knee >= 1.0 \(same run\): —", out)
     assert re.search(r"trio holds >= 400 sessions per core: .*not this box's", out)
