@@ -445,6 +445,17 @@ def main(argv: list[str] | None = None) -> int:
             CONFIGS,
             knee_runs=args.knee_runs,
         )
+    # Every child loads our modules from current bytecode, as from an installed wheel.
+    # Where PYTHONDONTWRITEBYTECODE is set (it is on the benchmark machine) a source file
+    # changed since its .pyc was written is compiled again in every child, and that
+    # compile's garbage stays in the heap: it inflated the memory baseline (by ~1.3 MB per
+    # process here), and so shrank the RSS-per-session figure.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "millis_proto", "transports", "bench"],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
     load = os.getloadavg()
     print(
         f"millis-proto bench: {os.cpu_count()} CPUs, load average {load[0]:.2f} "
