@@ -655,6 +655,37 @@ class ClientConnection(WireConnection):
             return
         client.send_audio(pcm, now)
 
+    def _audio_frame(self, pcm: Buffer, now: float) -> bytes | None:
+        """For a native transport's hot path: ``send_audio`` of a non-empty frame when its
+        bytes are all there is to write, returned instead of queued (write them at once).
+
+        ``None``, with nothing done, when anything else is or would be queued — something
+        of the wire's or the machine's, a ping due behind this frame — or the frame takes
+        the machine's route: then call :meth:`send_audio` (and ``data_to_send``).
+        """
+        client = self._client
+        every = self._ping_every
+        if (
+            client._phase is SessionPhase.LIVE
+            and self._direct_audio
+            and not self._out
+            and not client._out
+            and type(pcm) is bytes
+            and pcm
+            and not len(pcm) & 1
+            and not client._muted
+            and not client._aligner._odd
+            and not (every and (client.audio_packets_sent + 1) % every == 0)
+        ):
+            self._now = now
+            client.audio_packets_sent += 1
+            at = self._mask_at
+            if at + 4 <= len(self._masks):
+                self._mask_at = at + 4
+                return encode_frame(BINARY, pcm, self._masks[at : at + 4])
+            return encode_frame(BINARY, pcm, self._mask())
+        return None
+
     def flush_audio(self, now: float) -> None:
         """Send the short last frame the re-chunker holds (``ClientConfig.chunk_ms``)."""
         self._now = now

@@ -122,11 +122,15 @@ class NativeSession(ClientSession):
         write_timeout: float,
         max_send_backlog: int,
         new_event: Callable[[], Any],
+        clock: Callable[[], float],
     ) -> None:
         #: The core's connection (agent state, playback buffer, counters); read-only use.
         self.connection = conn
         #: The same object as :attr:`connection` (the name older code used).
         self.client = conn
+        # The event loop's clock (monotonic seconds): an attribute, not a method, because
+        # it is read several times per frame and a method would add a call each time.
+        self._now = clock
         self._queue = EventQueue(max_queued_events, new_event=new_event)
         self._write_timeout = write_timeout
         self._max_backlog = max_send_backlog
@@ -249,10 +253,6 @@ class NativeSession(ClientSession):
         await self._wait_transport_closed()
 
     # --- for the adapters -----------------------------------------------------------------
-
-    @abstractmethod
-    def _now(self) -> float:
-        """The event loop's clock (monotonic seconds)."""
 
     @abstractmethod
     def _wake_writer(self) -> None:

@@ -154,6 +154,7 @@ class AsyncioSession(NativeSession):
             write_timeout=settings.write_timeout,
             max_send_backlog=settings.max_send_backlog,
             new_event=asyncio.Event,
+            clock=loop.time,
         )
         self._loop = loop
         self._ssl = settings.ssl_context
@@ -218,9 +219,6 @@ class AsyncioSession(NativeSession):
             self._opened.set_result(None)
 
     # --- the adapter hooks ----------------------------------------------------------------
-
-    def _now(self) -> float:
-        return self._loop.time()
 
     def _wake_writer(self) -> None:
         transport = self._transport

@@ -43,6 +43,7 @@ from millis_proto import (
     StartRequest,
     parse_endpoint,
 )
+from millis_proto.pcm import Buffer
 
 from ._client import (
     ClientSession,
@@ -203,6 +204,8 @@ class TrioSession(NativeSession):
             write_timeout=settings.write_timeout,
             max_send_backlog=settings.max_send_backlog,
             new_event=trio.Event,
+            # The run's clock, looked up once: the time is asked several times per frame.
+            clock=trio.lowlevel.current_clock().current_time,
         )
         self._stream = stream
         # Plain TCP on a POSIX system: read and write the socket's descriptor directly
@@ -214,13 +217,8 @@ class TrioSession(NativeSession):
         self._writer_scope = trio.CancelScope(shield=True)
         self._timer_scope = trio.CancelScope(shield=True)
         self._transport_closed = trio.Event()
-        # The run's clock, looked up once: the time is asked several times per frame.
-        self._clock = trio.lowlevel.current_clock().current_time
 
     # --- the adapter hooks ----------------------------------------------------------------
-
-    def _now(self) -> float:
-        return self._clock()
 
     def _wake_writer(self) -> None:
         task = self._parked
@@ -253,6 +251,33 @@ class TrioSession(NativeSession):
         self._outbox.append(data[n:])
         self._writing(trio.current_time())
         return False
+
+    async def send_audio(self, pcm: Buffer) -> None:
+        fd = self._fd
+        if fd is not None and self._parked is not None and not self._outbox:
+            # The hot path on a plain socket, 50 times a second: nothing is waiting to be
+            # written, so the core hands over this frame's bytes (when they are all there
+            # is to send) and they are written here and now, without the queue and the
+            # pump that the general path below runs for every send.
+            now = self._now()
+            frame = self.connection._audio_frame(pcm, now) if not self._dropping else None
+            if frame is not None:
+                try:
+                    n = os.write(fd, frame)
+                except OSError:  # full (BlockingIOError), or failed: the writer's job
+                    n = 0
+                if n != len(frame):
+                    rest = frame[n:]
+                    self._outbox.append(rest)
+                    self._outbox_bytes += len(rest)
+                    self._writing(now)  # the writer waits for the socket, bounded
+                    task, self._parked = self._parked, None
+                    trio.lowlevel.reschedule(task)
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return
+        await super().send_audio(pcm)
+
+    send_audio.__doc__ = NativeSession.send_audio.__doc__
 
     def _move_timer(self, deadline: float) -> None:
         if self._timer_wait is not None:
@@ -326,7 +351,10 @@ class TrioSession(NativeSession):
         # Wait first, then read: a paced peer's next frame is not there yet right after
         # the last one, so reading first would cost a failed system call per frame.
         wait_readable = trio.lowlevel.wait_readable
-        received = self._received
+        # _received, inlined: this runs for every frame of agent audio.
+        receive_data = self.connection.receive_data
+        pump = self._pump
+        clock = self._now
         readv = os.readv
         into, view = _read_buffer()
         # The reader is also the timer (no third task, no second shielded scope per
@@ -346,7 +374,8 @@ class TrioSession(NativeSession):
                         return
                     # The core copies what it keeps before returning (the buffer is reused
                     # by the next read of any session): no view of it outlives this call.
-                    received(view[:n] if n else None)  # 0 bytes is EOF
+                    receive_data(view[:n] if n else None, clock())  # 0 bytes is EOF
+                    pump()
             self._timer_wait = None
             if wait.cancelled_caught:
                 self._on_timer()
