@@ -132,6 +132,29 @@ class MessageClient(MessageMachine):
     raises on anything the server sends: bad messages become :class:`BadMessage` events.
     """
 
+    __slots__ = (
+        "_agent_state",
+        "_aligner",
+        "_answer_origin",
+        "_answer_t0",
+        "_grace_samples",
+        "_held",
+        "_held_bytes",
+        "_held_limit",
+        "_muted",
+        "_pings",
+        "_played_t0",
+        "_rechunker",
+        "_starved",
+        "_wall_clock_offset",
+        "audio_packets_sent",
+        "config",
+        "playback",
+        "pre_ready_dropped_samples",
+        "session_ended",
+        "session_id",
+    )
+
     def __init__(
         self,
         request: StartRequest,

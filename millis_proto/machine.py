@@ -41,6 +41,15 @@ OutgoingMessage = str | bytes | CloseRequest
 class MessageMachine:
     """Base of :class:`~millis_proto.client.MessageClient` and ``MessageServer``."""
 
+    __slots__ = (
+        "_events",
+        "_max_pending_bytes",
+        "_out",
+        "_out_bytes",
+        "_phase",
+        "request",
+    )
+
     def __init__(self, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         self._events: deque[Event] = deque()
         self._out: deque[OutgoingMessage] = deque()

@@ -78,6 +78,8 @@ SERVER_TRANSITIONS: dict[tuple[ServerPhase, ServerTrigger], ServerPhase] = {
 class MessageServer(MessageMachine):
     """Server-role Millis session machine; same output model as :class:`MessageClient`."""
 
+    __slots__ = ()
+
     def __init__(self, max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES) -> None:
         super().__init__(max_pending_bytes)
         self._phase = ServerPhase.AWAITING_INITIATE

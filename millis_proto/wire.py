@@ -106,6 +106,30 @@ class _Machine(Protocol):
 class WireConnection:
     """Shared wire logic; use :class:`ClientConnection` or :class:`ServerConnection`."""
 
+    __slots__ = (
+        "_close_deadline",
+        "_disconnect_timeout",
+        "_error",
+        "_events",
+        "_fast_out",
+        "_head_tail",
+        "_last_rx",
+        "_local_close",
+        "_machine",
+        "_mask_at",
+        "_mask_entropy",
+        "_masks",
+        "_now",
+        "_out",
+        "_parts",
+        "_parts_size",
+        "_secret",
+        "_splitter",
+        "_ws",
+        "closed",
+        "max_message_bytes",
+    )
+
     def __init__(
         self,
         machine: _Machine,
@@ -534,6 +558,21 @@ class ClientConnection(WireConnection):
     (``os.urandom``) for the masking keys, since the core reads no entropy itself.
     """
 
+    __slots__ = (
+        "_client",
+        "_direct_audio",
+        "_liveness_ping_at",
+        "_liveness_timeout",
+        "_next_keepalive",
+        "_ping_every",
+        "_pong_timeout",
+        "_reject_body",
+        "_reject_status",
+        "config",
+        "endpoint",
+        "request",
+    )
+
     def __init__(
         self,
         request: StartRequest,
@@ -856,6 +895,15 @@ class ServerConnection(WireConnection):
     ``initiate_timeout`` — once open, ``initiate`` must arrive in time, else we close with
     1008 and a reason; and the close-reply deadline.
     """
+
+    __slots__ = (
+        "_handshake_deadline",
+        "_initiate_deadline",
+        "_rejection",
+        "_server",
+        "config",
+        "path",
+    )
 
     def __init__(self, config: ServerConfig | None = None, *, now: float | None = None) -> None:
         config = config if config is not None else ServerConfig()

@@ -14,6 +14,7 @@ that gives neither events nor bytes to send (a read of agent audio, mostly), and
 from __future__ import annotations
 
 import copy
+from unittest import mock
 
 import hypothesis.strategies as st
 from core_helpers import REQUEST, parse_client_frame
@@ -27,6 +28,7 @@ from millis_proto import (
     ServerConfig,
     ServerConnection,
 )
+from millis_proto.client import MessageClient
 
 CONFIG = ClientConfig(
     disconnect_timeout=2.0, liveness_timeout=3.0, pong_timeout=1.0, ping_every_packets=3
@@ -251,10 +253,49 @@ def test_live_audio_takes_the_fast_path() -> None:
     conn.send_audio(bytes(640), 0.1)  # the first frame makes the session live
     assert conn.phase.name == "LIVE"
     conn.data_to_send()
-    conn._client.send_audio = None  # type: ignore[assignment,method-assign]  # the slow route
-    conn.send_audio(bytes(640), 0.12)  # must not need it
-    assert len(conn.data_to_send()) == 4 + 4 + 640
-    assert conn.audio_packets_sent == 2
+    slow = AssertionError("the machine's route was taken")
+    with mock.patch.object(MessageClient, "send_audio", side_effect=slow):
+        conn.send_audio(bytes(640), 0.12)  # must not need it
+        assert len(conn.data_to_send()) == 4 + 4 + 640
+        assert conn.audio_packets_sent == 2
+    conn.send_audio(bytes(640), 0.13)  # packet 3, and the ping due behind it
+    conn.data_to_send()
+    # The transports' variant hands the same frame over instead of queuing it: the same
+    # bytes send_audio queues from the same masking key (rewound in between).
+    at, sent = conn._mask_at, conn.audio_packets_sent
+    frame = conn._audio_frame(b"\x01\x02" * 320, 0.14)
+    assert frame is not None and conn.data_to_send() == b""
+    assert conn.audio_packets_sent == sent + 1
+    conn._mask_at, conn._client.audio_packets_sent = at, sent
+    conn.send_audio(b"\x01\x02" * 320, 0.14)
+    assert frame == conn.data_to_send()
+    # Anything that must go too (here a wire frame already queued) means no frame.
+    conn.send_ping(0.15)
+    conn._client.messages_to_send()  # drop the machine's ping: only the wire's counts
+    conn._out.append(b"queued")
+    assert conn._audio_frame(bytes(640), 0.16) is None
+    assert conn.audio_packets_sent == sent + 1
+
+
+def test_no_handed_over_frame_when_a_ping_is_due_behind_it() -> None:
+    """``ping_every_packets``: the frame that makes a ping due goes the queued way."""
+    config = ClientConfig(ping_every_packets=3)
+    conn = ClientConnection(REQUEST, "ws://h/millis", config, mask_entropy=Entropy())
+    server = ServerConnection(SERVER_CONFIG, now=0.0)
+    for _ in range(6):
+        if data := conn.data_to_send():
+            server.receive_data(data, 0.0)
+        if data := server.data_to_send():
+            conn.receive_data(data, 0.0)
+    server.send_ready("s")
+    conn.receive_data(server.data_to_send(), 0.0)
+    conn.send_audio(bytes(640), 0.1)
+    conn.data_to_send()
+    assert conn._audio_frame(bytes(640), 0.12) is not None  # packet 2
+    assert conn._audio_frame(bytes(640), 0.14) is None  # packet 3 brings a ping
+    conn.send_audio(bytes(640), 0.14)
+    data = conn.data_to_send()
+    assert data[0] == 0x82 and data[4 + 4 + 640] == 0x81  # the frame, then the ping (text)
 
 
 def test_fast_path_off_where_the_route_is_not_plain() -> None:
