@@ -238,9 +238,9 @@ TestFastAgainstSlow = FastAgainstSlow.TestCase
 TestFastAgainstSlow.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 
 
-def test_live_audio_takes_the_fast_path() -> None:
-    """The fast path is what a live session uses (else the differential test proves little)."""
-    conn = ClientConnection(REQUEST, "ws://h/millis", CONFIG, mask_entropy=Entropy())
+def _ready(config: ClientConfig) -> ClientConnection:
+    """A client whose session is ready (onready received), against our own server."""
+    conn = ClientConnection(REQUEST, "ws://h/millis", config, mask_entropy=Entropy())
     server = ServerConnection(SERVER_CONFIG, now=0.0)
     for _ in range(6):
         if data := conn.data_to_send():
@@ -249,6 +249,12 @@ def test_live_audio_takes_the_fast_path() -> None:
             conn.receive_data(data, 0.0)
     server.send_ready("s")
     conn.receive_data(server.data_to_send(), 0.0)
+    return conn
+
+
+def test_live_audio_takes_the_fast_path() -> None:
+    """The fast path is what a live session uses (else the differential test proves little)."""
+    conn = _ready(CONFIG)
     assert conn.phase.name in ("READY", "LIVE")
     conn.send_audio(bytes(640), 0.1)  # the first frame makes the session live
     assert conn.phase.name == "LIVE"
@@ -279,16 +285,7 @@ def test_live_audio_takes_the_fast_path() -> None:
 
 def test_no_handed_over_frame_when_a_ping_is_due_behind_it() -> None:
     """``ping_every_packets``: the frame that makes a ping due goes the queued way."""
-    config = ClientConfig(ping_every_packets=3)
-    conn = ClientConnection(REQUEST, "ws://h/millis", config, mask_entropy=Entropy())
-    server = ServerConnection(SERVER_CONFIG, now=0.0)
-    for _ in range(6):
-        if data := conn.data_to_send():
-            server.receive_data(data, 0.0)
-        if data := server.data_to_send():
-            conn.receive_data(data, 0.0)
-    server.send_ready("s")
-    conn.receive_data(server.data_to_send(), 0.0)
+    conn = _ready(ClientConfig(ping_every_packets=3))
     conn.send_audio(bytes(640), 0.1)
     conn.data_to_send()
     assert conn._audio_frame(bytes(640), 0.12) is not None  # packet 2
