@@ -25,6 +25,7 @@ prints one JSON line and exits at once (no goodbye: the close handshake is not m
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -68,6 +69,31 @@ class Plan:
     messages: int = 0
     worst: float = 0.0
     rss_end_kb: int = 0  # resident memory at the end of the measured window
+    gc_s: float = 0.0  # time in the cyclic garbage collector during the measured window
+    gc_max_s: float = 0.0  # its longest single pause there
+    gc_runs: int = 0
+    _gc_start: float = 0.0
+
+    def watch_gc(self) -> None:
+        """Time every collection that runs in the measured window (``gc.callbacks``).
+
+        A pause longer than ``ON_TIME`` makes every frame due during it late, so the
+        pauses are reported beside the on-time share: they tell a client starved of CPU
+        from one stalled by its own heap.
+        """
+
+        def timed(phase: str, _info: dict[str, int]) -> None:
+            now = time.perf_counter()
+            if phase == "start":
+                self._gc_start = now
+                return
+            if self.warm_end <= time.monotonic() < self.meas_end:
+                pause = now - self._gc_start
+                self.gc_s += pause
+                self.gc_runs += 1
+                self.gc_max_s = max(self.gc_max_s, pause)
+
+        gc.callbacks.append(timed)
 
     def start(self, now: float) -> None:
         self.t0 = now + 0.05
@@ -149,6 +175,9 @@ def report(plan: Plan, args: argparse.Namespace, base_kb: int, cpu: float, wall:
         "on_time_pct": 100.0 * plan.on_time / plan.frames if plan.frames else 0.0,
         "worst_late_ms": plan.worst * 1000,
         "messages": plan.messages,
+        "gc_ms": plan.gc_s * 1000,
+        "gc_max_ms": plan.gc_max_s * 1000,
+        "gc_runs": plan.gc_runs,
         "rss_base_kb": base_kb,
         # At the end of the measured window, with every session still running (not after
         # the pacers stopped and the millis sessions began to close).
@@ -173,6 +202,7 @@ def run_asyncio(args: argparse.Namespace, base_kb: int) -> None:
     import asyncio
 
     plan = Plan(args.n, args.period_ms / 1000, args.warmup, args.measure)
+    plan.watch_gc()
     frame = bytes(args.period_ms * 32)
     session: Callable[..., Awaitable[None]]
     if args.kind == "floor":
@@ -381,6 +411,7 @@ def run_trio(args: argparse.Namespace, base_kb: int) -> None:
     import trio
 
     plan = Plan(args.n, args.period_ms / 1000, args.warmup, args.measure)
+    plan.watch_gc()
     frame = bytes(args.period_ms * 32)
     session = {"wsproto": _wsproto_session, "trio-floor": _trio_floor_session}.get(
         args.kind, _millis_trio_session

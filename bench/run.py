@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: (frame ms, sessions) of the two table columns.
 CONFIGS = ((20, 100), (8, 40))
 QUICK_CONFIGS = ((20, 4), (8, 3))
-KNEE_KINDS = ("floor", "websockets", "trio", "asyncio")
+KNEE_KINDS = ("floor", "websockets", "trio-floor", "trio", "asyncio")
 #: On-time share that a load must keep to count as held.
 KNEE_ON_TIME = 95.0
 
@@ -159,28 +159,34 @@ def table_rounds(server: LoadServer, opts: Options) -> dict[tuple[str, int], Cel
     return cells
 
 
-def hold(server: LoadServer, kind: str, n: int, opts: Options) -> float:
-    """The on-time share of ``n`` sessions: the worst of ``opts.knee_runs`` runs.
+def hold(server: LoadServer, kind: str, n: int, opts: Options) -> tuple[float, float]:
+    """The on-time share of ``n`` sessions (the worst of ``opts.knee_runs`` runs), and the
+    longest garbage-collector pause seen in those runs (ms).
 
     A load counts as held only if every run holds it, so one lucky (or unlucky) window
     does not move the knee; a run that fails ends the probe (the load is not held).
     """
-    worst = 100.0
+    worst, pause = 100.0, 0.0
     for _ in range(opts.knee_runs):
         try:
-            pct = float(run_client(server, kind, n, 20, opts)["on_time_pct"])
+            result = run_client(server, kind, n, 20, opts)
         except (RuntimeError, subprocess.TimeoutExpired):
-            pct = 0.0
-        worst = min(worst, pct)
+            result = {"on_time_pct": 0.0}
+        worst = min(worst, float(result["on_time_pct"]))
+        pause = max(pause, float(result.get("gc_max_ms", 0.0)))
         if worst < KNEE_ON_TIME:
             break
-    return worst
+    return worst, pause
 
 
-def knee(
-    server: LoadServer, kind: str, cpu_us: float, opts: Options
-) -> tuple[int, str, list[tuple[int, float]]]:
-    """Largest N found holding the pacing, with "≥" if the search never saw it fail."""
+Probe = tuple[int, float, float]  # sessions, worst on-time %, longest GC pause (ms)
+Knee = tuple[int, str, list[Probe]]
+
+
+def knee_search(cpu_us: float, opts: Options) -> Generator[int, float, tuple[int, str]]:
+    """The search for one kind's knee: yields the next N to probe, is sent its on-time
+    share, and returns the largest N found holding the pacing (with "≥" if the search
+    never saw it fail, "<" if it never held). Bounded by ``opts.probes`` probes."""
     grain = 5 if opts.max_n < 100 else 25
     lowest = grain
 
@@ -189,10 +195,10 @@ def knee(
 
     n = snap(0.85e6 / cpu_us) if cpu_us > 0 else snap(opts.max_n / 2)
     good, bad = 0, 0
-    probes: list[tuple[int, float]] = []
+    tried: list[int] = []
     for _ in range(opts.probes):
-        pct = hold(server, kind, n, opts)
-        probes.append((n, pct))
+        pct = yield n
+        tried.append(n)
         if pct >= KNEE_ON_TIME:
             good = n
             nxt = snap(n * 1.25) if not bad else snap((good + bad) / 2)
@@ -203,8 +209,36 @@ def knee(
             break
         n = nxt
     if not good:  # never held: below the smallest load tried
-        return min(pn for pn, _ in probes), "<", probes
-    return good, ("≥" if not bad else ""), probes
+        return min(tried), "<"
+    return good, ("≥" if not bad else "")
+
+
+def knees_interleaved(
+    server: LoadServer, start: dict[str, float], opts: Options
+) -> dict[str, Knee]:
+    """Every kind's knee search, one probe of each kind in turn (alternating the order
+    round after round, as the table does), so that a machine that slows down or speeds up
+    during the minutes of the search moves every kind's knee alike. ``start``: each kind's
+    CPU µs per session-second from the table, where its search starts."""
+    searches = {kind: knee_search(cpu, opts) for kind, cpu in start.items()}
+    pending = {kind: next(search) for kind, search in searches.items()}
+    probes: dict[str, list[Probe]] = {kind: [] for kind in searches}
+    found: dict[str, Knee] = {}
+    turn = 0
+    while pending:
+        order = list(pending) if turn % 2 == 0 else list(reversed(pending))
+        turn += 1
+        for kind in order:
+            n = pending[kind]
+            pct, pause = hold(server, kind, n, opts)
+            probes[kind].append((n, pct, pause))
+            try:
+                pending[kind] = searches[kind].send(pct)
+            except StopIteration as done:
+                knee_n, mark = done.value
+                found[kind] = (knee_n, mark, probes[kind])
+                del pending[kind]
+    return {kind: found[kind] for kind in start}
 
 
 def offline(opts: Options) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -283,15 +317,24 @@ def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
         print("trio's own share (not judged): " + "; ".join(parts))
 
 
-def print_knees(knees: dict[str, tuple[int, str, list[tuple[int, float]]]], opts: Options) -> None:
+def print_knees(knees: dict[str, Knee], opts: Options) -> None:
     runs = f"; each probe: the worst of {opts.knee_runs} runs" if opts.knee_runs > 1 else ""
     print(
         f"\nsessions per core at 20 ms frames (≥ {KNEE_ON_TIME:.0f} % of frames within 10 ms"
-        f"{runs}):"
+        f"{runs}; the kinds' probes interleaved; gc: a garbage-collector pause over 10 ms):"
     )
     for kind, (n, mark, probes) in knees.items():
-        tried = ", ".join(f"{pn}: {pct:.1f} %" for pn, pct in probes)
+        tried = ", ".join(
+            f"{pn}: {pct:.1f} %" + (f" (gc {pause:.0f} ms)" if pause > 10 else "")
+            for pn, pct, pause in probes
+        )
         print(f"  {kind:<12}{mark}{n:<6}  probes {tried}")
+    if "trio" in knees and "trio-floor" in knees and knees["trio-floor"][0]:
+        ours, floor = knees["trio"], knees["trio-floor"]
+        print(
+            f"trio's knee against trio-floor's (not judged): trio {ours[1]}{ours[0]} / trio-floor "
+            f"{floor[1]}{floor[0]} = {ours[0] / floor[0]:.2f}"
+        )
 
 
 def print_offline(run: dict[str, Any], imports: dict[str, Any]) -> None:
@@ -320,7 +363,7 @@ def _verdict(ok: bool | None) -> str:
 
 def print_targets(
     cells: dict[tuple[str, int], Cell],
-    knees: dict[str, tuple[int, str, list[Any]]],
+    knees: dict[str, Knee],
     run: dict[str, Any],
     imports: dict[str, Any],
     opts: Options,
@@ -389,12 +432,19 @@ def print_targets(
     grew = run["rss_end_kb"] - run["rss_tenth_kb"]
     lines.append((grew <= 1024, f"summary-only memory flat (<= 1 MB growth): {grew:+d} kB"))
     med = imports["median_ms"]
-    extra = med["millis_proto"] - med["wsproto"]
-    lines.append((extra <= 10, f"import millis_proto <= wsproto + 10 ms: {extra:+.0f} ms"))
-    # The bare package is lazy, so the line above is easy; what a program that connects
-    # imports is the wire layer (ClientConnection), and that is the honest figure.
+    # The bare package is lazy (its names load their modules on first use), so a bare
+    # ``import millis_proto`` costs nothing and would meet the target trivially. What a
+    # program that connects imports is the wire layer (ClientConnection, the machines, the
+    # events), so that is the figure judged.
     extra = med["millis_proto.wire"] - med["wsproto"]
-    lines.append((extra <= 10, f"import millis_proto.wire <= wsproto + 10 ms: {extra:+.0f} ms"))
+    lines.append(
+        (
+            extra <= 10,
+            f"import millis_proto as a program that connects uses it (millis_proto.wire) "
+            f"<= wsproto + 10 ms: {extra:+.0f} ms (the bare, lazy package: "
+            f"{med['millis_proto']:.1f} ms)",
+        )
+    )
     loads = imports["transports_trio_loads"]
     lines.append((not loads, "import transports.trio loads no serving side: "
                   + (", ".join(loads) or "none")))  # fmt: skip
@@ -465,11 +515,12 @@ def main(argv: list[str] | None = None) -> int:
     with load_server() as server:
         cells = table_rounds(server, opts)
         print_table(cells, opts)
-        knees = {}
-        for kind in KNEE_KINDS:
-            cell = cells.get((kind, 20))
-            if cell is not None and cell.runs:
-                knees[kind] = knee(server, kind, cell.median("cpu_us_per_session_s"), opts)
+        start = {
+            kind: cells[kind, 20].median("cpu_us_per_session_s")
+            for kind in KNEE_KINDS
+            if (kind, 20) in cells and cells[kind, 20].runs
+        }
+        knees = knees_interleaved(server, start, opts)
         print_knees(knees, opts)
     run, imports = offline(opts)
     print_offline(run, imports)
