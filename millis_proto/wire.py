@@ -477,6 +477,20 @@ class WireConnection:
     def _on_handshake(self, event: WsEvent, now: float) -> None:
         """Role-specific handshake events; Pong and unknown events are ignored."""
 
+    def _release_handshake(self) -> None:
+        """Once open, let go of the opening handshake's HTTP state.
+
+        wsproto routes every later call to its ``Connection`` and never touches the
+        handshake's h11 machine or the upgrade request again, but keeps both for the life
+        of the connection: a dozen objects per session that the garbage collector walks in
+        every full collection, which with hundreds of sessions in one process is a pause
+        long enough to make paced audio late.
+        """
+        handshake = self._ws.handshake
+        if self._ws.connection is not None and hasattr(handshake, "_h11_connection"):
+            handshake._h11_connection = None  # type: ignore[assignment]
+            handshake._initiating_request = None
+
     def _on_data(self, data: str | bytes | bytearray, finished: bool, now: float) -> None:
         if finished and not self._parts:
             if len(data) > self.max_message_bytes:
@@ -848,6 +862,7 @@ class ClientConnection(WireConnection):
 
     def _on_handshake(self, event: WsEvent, now: float) -> None:
         if isinstance(event, AcceptConnection):
+            self._release_handshake()
             self._events.append(Connected())
             if self.config.keepalive_interval is not None:
                 self._next_keepalive = now + self.config.keepalive_interval
@@ -1063,6 +1078,7 @@ class ServerConnection(WireConnection):
             self._send_rejection(now)
             return
         self._out.append(self._ws.send(AcceptConnection()))
+        self._release_handshake()
         self._events.append(Connected())
         # What followed the request head in the same read was kept from wsproto (whose
         # server drops bytes pipelined after the upgrade request); receive_data hands it

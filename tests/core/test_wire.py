@@ -286,6 +286,29 @@ def test_server_initiated_close_is_answered_with_the_same_code() -> None:
     assert (first, payload[:2], rest) == (0x88, (1011).to_bytes(2, "big"), b"")
 
 
+def test_open_connections_let_go_of_the_handshake_and_still_work_both_ways() -> None:
+    """Once open, neither side keeps the opening handshake's HTTP machine (h11) or the
+    upgrade request: nothing reads them again, and the collector would walk them in every
+    session for the whole call. Everything after still works: messages, pings, the close."""
+    pair = Pair()
+    pair.open()
+    for side in (pair.cw, pair.sw):
+        handshake = side._ws.handshake
+        assert handshake._h11_connection is None
+        assert handshake._initiating_request is None
+        assert side._ws.connection is not None
+    pair.server.send_transcript("still here", is_final=True)
+    pair.client.send_message("hello", {"n": 1})
+    pair.cw.receive_data(server_frame(0x9, b"are you there"), 0)  # a WebSocket ping
+    ce, se = pair.pump()
+    assert Transcript(text="still here", is_final=True, payload={"is_final": True}) in ce
+    assert ClientMessage(method="hello", data={"n": 1}) in se
+    pair.client.close(1000, "bye", now=0)
+    ce, se = pair.pump()
+    assert ce[-1] == ConnectionClosed(code=1000, reason="bye", initiator=CloseInitiator.LOCAL)
+    assert isinstance(se[-1], ConnectionClosed) and se[-1].code == 1000
+
+
 def test_close_without_status_code() -> None:
     pair = Pair()
     pair.open()
