@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 KINDS = ("floor", "websockets", "wsproto", "trio-floor", "trio", "asyncio", "anyio")
 #: A frame counts as on time when it was sent within this long of its schedule.
 ON_TIME = 0.010
+#: How long the sessions go on pacing after the measured window (the report comes first).
+TAIL = 1.0
 #: Sessions connecting at once (the rest wait their turn).
 CONNECTING = 32
 #: Bound of the playback buffer of the non-millis clients (10 s of audio), as an app has.
@@ -63,7 +65,7 @@ class Plan:
     t0: float = 0.0
     warm_end: float = 0.0
     meas_end: float = 0.0
-    frames: int = 0  # scheduled in the window (and sent)
+    sent_in_window: int = 0  # frames scheduled in the window and sent by the report
     done: int = 0  # sent in the window, whenever scheduled: the work done
     on_time: int = 0
     messages: int = 0
@@ -111,19 +113,40 @@ class Plan:
         return offset + self.period * math.ceil((now - offset) / self.period)
 
     def running(self, due: float) -> bool:
-        """Whether a frame due then is still sent: until the measured window ends."""
-        return not self.meas_end or due < self.meas_end
+        """Whether a frame due then is still sent: until well after the measured window.
+
+        The process reports and exits first (``report``), so every session is still pacing
+        when the window ends. Stopping at the window's end instead would let the sessions
+        that stop first start their goodbyes (a millis session's close handshake) inside
+        the window, beside the others' last frames: work that no steady call does.
+        """
+        return not self.meas_end or due < self.meas_end + TAIL
 
     def sent(self, scheduled: float, done: float) -> None:
         if self.warm_end <= done < self.meas_end:
             self.done += 1
         if self.warm_end <= scheduled < self.meas_end:
-            self.frames += 1
+            self.sent_in_window += 1
             late = done - scheduled
             if late <= ON_TIME:
                 self.on_time += 1
             elif late > self.worst:
                 self.worst = late
+
+    def scheduled(self) -> int:
+        """How many frames all sessions were due to send in the measured window.
+
+        Counted from the schedule (session ``i`` sends on its grid, see :meth:`first`),
+        not from the frames sent: a frame still unsent when the report is made counts as
+        late, so a client that falls behind cannot look punctual by not sending.
+        """
+        total = 0
+        for index in range(self.n):
+            offset = self.origin + self.period * index / self.n
+            total += math.ceil((self.meas_end - offset) / self.period) - math.ceil(
+                (self.warm_end - offset) / self.period
+            )
+        return total
 
 
 class Playback:
@@ -160,6 +183,7 @@ def rss_kb() -> int:
 
 
 def report(plan: Plan, args: argparse.Namespace, base_kb: int, cpu: float, wall: float) -> None:
+    frames = plan.scheduled()
     result = {
         "kind": args.kind,
         "n": args.n,
@@ -170,9 +194,10 @@ def report(plan: Plan, args: argparse.Namespace, base_kb: int, cpu: float, wall:
         # machine) falls behind and does less, so per wall second it would look cheaper.
         "cpu_us_per_session_s": cpu / (plan.done * plan.period) * 1e6 if plan.done else 0.0,
         "sent_share_pct": 100.0 * plan.done * plan.period / (args.n * wall),
-        "frames": plan.frames,
+        "frames": frames,
+        "frames_unsent": frames - plan.sent_in_window,
         "on_time": plan.on_time,
-        "on_time_pct": 100.0 * plan.on_time / plan.frames if plan.frames else 0.0,
+        "on_time_pct": 100.0 * plan.on_time / frames if frames else 0.0,
         "worst_late_ms": plan.worst * 1000,
         "messages": plan.messages,
         "gc_ms": plan.gc_s * 1000,
