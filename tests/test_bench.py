@@ -177,3 +177,35 @@ def test_the_report_judges_the_knee_against_websockets_in_the_same_run(
         out,
     )
     assert "import millis_proto <=" not in out  # the lazy bare import is not judged
+
+
+@given(
+    n=st.integers(min_value=1, max_value=40),
+    period_ms=st.sampled_from([8, 20]),
+    ready_ms=st.integers(min_value=0, max_value=500),
+    warmup_ms=st.integers(min_value=0, max_value=300),
+    measure_ms=st.integers(min_value=50, max_value=500),
+)
+def test_the_window_counts_every_scheduled_frame_sent_or_not(
+    n: int, period_ms: int, ready_ms: int, warmup_ms: int, measure_ms: int
+) -> None:
+    """The on-time share's denominator is the schedule itself: the frames each session's
+    pacer would send in the window, whether it got to send them or not; and pacing goes on
+    past the window's end, so no session starts its goodbye inside it."""
+    from bench.clients import Plan
+
+    # The grid is offset by a fraction of a microsecond from the window's whole-millisecond
+    # edges, as on a real clock: a frame due exactly on an edge is in or out by rounding.
+    origin = 100.0000123
+    plan = Plan(n, period_ms / 1000, warmup_ms / 1000, measure_ms / 1000, origin=origin)
+    plan.start(100.0 + ready_ms / 1000)
+    expected = 0
+    for index in range(n):
+        due = plan.first(index, 100.0)
+        while plan.running(due):
+            expected += plan.warm_end <= due < plan.meas_end
+            due += plan.period
+        assert due >= plan.meas_end + 0.5  # still pacing well after the window
+    assert plan.scheduled() == expected
+    plan.sent(plan.warm_end, plan.warm_end + 0.001)  # one frame sent, on time
+    assert plan.sent_in_window == 1 and plan.on_time == 1
