@@ -19,7 +19,10 @@ prints one JSON line and exits at once (no goodbye: the close handshake is not m
   (``wait_readable``, ``os.read``, ``os.write``): what trio itself costs, the floor for
   ``trio``;
 * ``trio``, ``asyncio``, ``anyio`` — millis-proto's ``transports.trio`` (trio),
-  ``transports.asyncio`` (asyncio) and ``transports.anyio`` (on asyncio).
+  ``transports.asyncio`` (asyncio) and ``transports.anyio`` (on asyncio, where it opens the
+  asyncio transport's session);
+* ``anyio-streams`` — ``transports.anyio.connect_generic``: the session on anyio's stream
+  interface (what ``connect_stream`` runs), on asyncio.
 """
 
 from __future__ import annotations
@@ -37,7 +40,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-KINDS = ("floor", "websockets", "wsproto", "trio-floor", "trio", "asyncio", "anyio")
+KINDS = (
+    "floor",
+    "websockets",
+    "wsproto",
+    "trio-floor",
+    "trio",
+    "asyncio",
+    "anyio",
+    "anyio-streams",
+)
 #: A frame counts as on time when it was sent within this long of its schedule.
 ON_TIME = 0.010
 #: How long the sessions go on pacing after the measured window (the report comes first).
@@ -397,10 +409,14 @@ def _millis_asyncio_session(kind: str) -> Callable[..., Awaitable[None]]:
         from transports.asyncio import connect as asyncio_connect
 
         connect = asyncio_connect
-    else:
+    elif kind == "anyio":
         from transports.anyio import connect as anyio_connect
 
         connect = anyio_connect
+    else:
+        from transports.anyio import connect_generic
+
+        connect = connect_generic
 
     request = StartRequest(public_key="bench-key", agent_id="bench")
     config = ClientConfig()
@@ -629,7 +645,8 @@ _MODULES = {
     "trio-floor": ("trio", "bench.rfc6455"),
     "trio": ("trio", "transports.trio"),
     "asyncio": ("asyncio", "transports.asyncio"),
-    "anyio": ("asyncio", "transports.anyio"),
+    "anyio": ("asyncio", "transports.anyio", "transports.asyncio"),
+    "anyio-streams": ("asyncio", "transports.anyio"),
 }
 
 

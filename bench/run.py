@@ -264,16 +264,16 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
-    head = f"{'client':<12}"
+    head = f"{'client':<14}"
     for period_ms, n in opts.configs:
         head += f"│ {period_ms} ms frames, N={n:<5}{'':>45}"
     print(head)
-    sub = f"{'':<12}" + (
+    sub = f"{'':<14}" + (
         f"│ {'µs/session-s [range]':<24}{'xws':>7}{'xfloor':>8}{'on time':>9}{'MB/sess':>9}  "
     ) * len(opts.configs)
     print(sub)
     for kind in opts.kinds:
-        line = f"{kind:<12}"
+        line = f"{kind:<14}"
         for period_ms, _ in opts.configs:
             cell = cells[kind, period_ms]
             if cell.error or not cell.runs:
@@ -328,7 +328,7 @@ def print_knees(knees: dict[str, Knee], opts: Options) -> None:
             f"{pn}: {pct:.1f} %" + (f" (gc {pause:.0f} ms)" if pause > 10 else "")
             for pn, pct, pause in probes
         )
-        print(f"  {kind:<12}{mark}{n:<6}  probes {tried}")
+        print(f"  {kind:<14}{mark}{n:<6}  probes {tried}")
     if "trio" in knees and "trio-floor" in knees and knees["trio-floor"][0]:
         ours, floor = knees["trio"], knees["trio-floor"]
         print(

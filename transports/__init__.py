@@ -17,7 +17,9 @@ For finer control, open a session yourself:
 
 * :mod:`transports.blocking` — ``connect_blocking()`` for scripts and notebooks.
 * :mod:`transports.trio` — ``connect()`` over trio TCP/TLS (the primary transport).
-* :mod:`transports.anyio` — the same ``connect()`` over anyio (asyncio or trio).
+* :mod:`transports.asyncio` — the same ``connect()`` on asyncio.
+* :mod:`transports.anyio` — the same ``connect()`` for anyio code: it opens the running
+  backend's session (trio's or asyncio's); ``connect_stream()`` over a stream of your own.
 * :mod:`transports.server` — ``serve()``: accept connections, run a handler per session.
 * :mod:`transports.memory` — a client and a server in one process, without sockets.
 

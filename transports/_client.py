@@ -105,7 +105,8 @@ class ConnectOptions(TypedDict, total=False):
       counts as lost (``ConnectionLost``; default 10).
     * ``max_send_backlog`` — bytes waiting to be written above which user audio is
       dropped, counted and reported (``AudioDropped``) instead of queued (default 64 KiB;
-      the native trio and asyncio transports — the anyio one waits for each write).
+      the native sessions: trio, asyncio and ``transports.anyio.connect``; a session on
+      anyio's streams, ``connect_stream`` and ``connect_generic``, waits for each write).
     * ``allow_insecure`` — allow plain ``ws://`` to a host that is not loopback (the
       public key then crosses the network in cleartext); refused by default.
     """
@@ -157,8 +158,9 @@ class ClientSession(ABC):
     events with ``async for event in session`` (or :meth:`next_event`); feed a speaker
     with :meth:`pull_playback`; :meth:`aclose` ends it with the close handshake. The
     transports implement it natively (:class:`transports.trio.TrioSession`,
-    :class:`transports.asyncio.AsyncioSession`) or over anyio streams
-    (:class:`AnyioSession`).
+    :class:`transports.asyncio.AsyncioSession`, which ``transports.anyio.connect`` opens
+    on the running backend) or over anyio streams (:class:`AnyioSession`, for
+    ``transports.anyio.connect_stream`` and ``connect_generic``).
     """
 
     #: The core's connection (agent state, playback buffer, counters); read-only use.

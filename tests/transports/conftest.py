@@ -19,16 +19,20 @@ import transports.asyncio
 import transports.trio
 from millis_proto import StartRequest
 
-#: backend + transport: the anyio adapter on both backends, the native trio and asyncio ones.
+#: backend + transport: anyio's connect on both backends (the backend's native session),
+#: the native trio and asyncio ones, and the session on anyio's stream interface
+#: (connect_generic; on trio too, where anyio's streams run over trio's).
 FLAVORS: dict[str, tuple[str, Any]] = {
     "asyncio-anyio": ("asyncio", transports.anyio.connect),
     "trio-anyio": ("trio", transports.anyio.connect),
     "trio-trio": ("trio", transports.trio.connect),
     "asyncio-asyncio": ("asyncio", transports.asyncio.connect),
+    "asyncio-generic": ("asyncio", transports.anyio.connect_generic),
+    "trio-generic": ("trio", transports.anyio.connect_generic),
 }
 #: The flavours whose sessions are native (transports._native): sends never wait for the
 #: network, backpressure drops audio (reported) and a stalled write is a lost connection.
-NATIVE = frozenset({"trio-trio", "asyncio-asyncio"})
+NATIVE = frozenset({"trio-trio", "asyncio-asyncio", "asyncio-anyio", "trio-anyio"})
 
 
 @pytest.fixture(params=list(FLAVORS))
