@@ -83,6 +83,7 @@ class Plan:
     messages: int = 0
     worst: float = 0.0
     rss_end_kb: int = 0  # resident memory at the end of the measured window
+    objects_end: int = 0  # objects the garbage collector tracks, then
     gc_s: float = 0.0  # time in the cyclic garbage collector during the measured window
     gc_max_s: float = 0.0  # its longest single pause there
     gc_runs: int = 0
@@ -220,6 +221,9 @@ def report(plan: Plan, args: argparse.Namespace, base_kb: int, cpu: float, wall:
         # the pacers stopped and the millis sessions began to close).
         "rss_kb": plan.rss_end_kb,
         "rss_mb_per_session": (plan.rss_end_kb - base_kb) / 1024 / args.n,
+        # What every full collection walks: a pause grows with it, and past ~10 ms a pause
+        # makes every frame due during it late.
+        "gc_objects_per_session": (plan.objects_end - args.base_objects) / args.n,
     }
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
@@ -277,6 +281,7 @@ def run_asyncio(args: argparse.Namespace, base_kb: int) -> None:
         await asyncio.sleep(max(0.0, plan.meas_end - time.monotonic()))
         cpu1, wall1 = cpu_now(), time.monotonic()
         plan.rss_end_kb = rss_kb()
+        plan.objects_end = len(gc.get_objects())
         await asyncio.sleep(ON_TIME * 2)  # let the window's last frames finish
         report(plan, args, base_kb, cpu1 - cpu0, wall1 - wall0)
 
@@ -482,6 +487,7 @@ def run_trio(args: argparse.Namespace, base_kb: int) -> None:
             await trio.sleep(max(0.0, plan.meas_end - time.monotonic()))
             cpu1, wall1 = cpu_now(), time.monotonic()
             plan.rss_end_kb = rss_kb()
+            plan.objects_end = len(gc.get_objects())
             await trio.sleep(ON_TIME * 2)
             report(plan, args, base_kb, cpu1 - cpu0, wall1 - wall0)
 
@@ -670,6 +676,7 @@ def main(argv: list[str] | None = None) -> None:
     for module in _MODULES[args.kind]:
         importlib.import_module(module)
     base_kb = rss_kb()
+    args.base_objects = len(gc.get_objects())
     if args.kind in ("wsproto", "trio-floor", "trio"):
         run_trio(args, base_kb)
     else:

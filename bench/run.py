@@ -296,6 +296,16 @@ def print_table(cells: dict[tuple[str, int], Cell], opts: Options) -> None:
             f"audio sent in the measured windows: min {min(sent):.0f} % of schedule "
             "(below 100 %: that client was starved of CPU, its on-time figure says by how much)"
         )
+    objects = [
+        f"{kind} {cells[kind, 20].median('gc_objects_per_session'):.0f}"
+        for kind in opts.kinds
+        if (kind, 20) in cells and cells[kind, 20].runs
+    ]
+    if objects:
+        print(
+            "objects the garbage collector tracks, per session, at 20 ms (its full "
+            "collections walk them all): " + ", ".join(objects)
+        )
     server = [r["server_cpu_pct"] for c in cells.values() for r in c.runs]
     if server:
         print(

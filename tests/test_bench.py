@@ -46,6 +46,7 @@ def test_quick_bench_prints_the_whole_table() -> None:
             == 2
         )
     assert "load server CPU while a client ran" in out
+    assert re.search(r"objects the garbage collector tracks, per session, .*trio -?\d+", out)
     assert re.search(r"trio's own share.*20 ms: trio-floor [\d.]+x the floor, trio [\d.]+x", out)
     assert re.search(r"^  trio\s+[≥<]?\d+\s+probes \d+: [\d.]+ %", out, re.M)
     assert re.search(r"^  trio-floor\s+[≥<]?\d+\s+probes \d+: [\d.]+ %", out, re.M)
