@@ -24,7 +24,8 @@ For finer control, open a session yourself:
 * :mod:`transports.memory` — a client and a server in one process, without sockets.
 
 The adapters make no protocol decisions: they move bytes between a socket and the core's
-wire connection, run one reader task per session, and turn I/O failures into the
+wire connection, with one reader per session (on trio, one shared by a run's sessions),
+and turn I/O failures into the
 millis_proto error family. Their errors never carry the public key; for log records,
 :class:`RedactingFilter` (:mod:`transports.redaction`). This package imports neither trio
 nor asyncio by itself.

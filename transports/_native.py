@@ -8,9 +8,10 @@ loop's own I/O, with no layer in between. The loop-specific subclass
 writer, a way to move its timer earlier, and the waiting primitives; the rest is here, once.
 It makes no protocol decisions — the core does.
 
-* **One reader.** The adapter's reader (a trio task; asyncio's ``buffer_updated``) hands
-  each read to :meth:`NativeSession._received`. The core takes the bytes; its events go to
-  the bounded :class:`~transports._queue.EventQueue` (which never blocks the reader), and its
+* **One reader.** The adapter's reader (a trio task, or the trio run's shared reader;
+  asyncio's ``buffer_updated``) hands each read to the core, as
+  :meth:`NativeSession._received` does. The core takes the bytes; its events go to the
+  bounded :class:`~transports._queue.EventQueue` (which never blocks the reader), and its
   output — pongs, the reply to a close — is queued for the writer. The reader never writes
   and never waits for anything but bytes, so pings are always answered.
 * **One writer.** Application calls (``send_audio`` …) and the reader append the core's

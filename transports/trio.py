@@ -1,9 +1,12 @@
 """Millis sessions over trio's own streams: ``trio.open_tcp_stream`` and ``trio.SSLStream``.
 
-The primary transport, with nothing between the session and trio on the hot path: one
-reader task and one writer task per session, the reader also running the core's timers on a
-plain socket (a third, timer task over TLS; see :mod:`transports._native` for how they
-share the work)::
+The primary transport, with nothing between the session and trio on the hot path. On a
+plain socket (Linux) every session of a trio run is read by one shared reader task (see
+:mod:`transports._trio_reader`: trio waits for one epoll descriptor, not for each socket
+on every frame), and each session has a writer task, which is parked unless a write could
+not complete at once, and a timer task. Elsewhere, and over TLS, each session has its own
+reader task (which on a plain socket also runs the timers). :mod:`transports._native`
+says how they share the work::
 
     import trio
     from millis_proto import StartRequest, US_WEST
@@ -57,6 +60,8 @@ from ._errors import connect_failure, describe, redacted, sentence
 from ._native import NativeSession
 from ._read_buffer import RECEIVE_BYTES
 from ._session import background
+from ._trio_reader import AVAILABLE as _SHARED_READS
+from ._trio_reader import SharedReader, shared_reader
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -123,10 +128,13 @@ async def _connect(
         if stream is not None and not opened:
             await trio.aclose_forcefully(stream)
     async with background(trio.open_nursery) as group:
-        group.start_soon(session._read_loop)
+        if session._fd is not None and _SHARED_READS:
+            session._read_shared(session._fd)  # the run's one reader reads this socket
+        else:
+            group.start_soon(session._read_loop)
         group.start_soon(session._write_loop)
-        if session._fd is None:
-            group.start_soon(session._timer_loop)  # on a socket, the reader runs the timers
+        if session._fd is None or session._shared is not None:
+            group.start_soon(session._timer_loop)  # else the session's reader runs them
         try:
             yield session
         finally:
@@ -188,7 +196,8 @@ async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> tr
 class TrioSession(NativeSession):
     """A live Millis session over a trio stream; see :class:`~transports._client.ClientSession`.
 
-    Its tasks (reader, writer; timer over TLS) are shielded from the caller's cancellation so that
+    Its tasks (writer, timer, and a reader of its own unless the run's shared reader reads
+    it; see the module docstring) are shielded from the caller's cancellation so that
     the close handshake can still run while the caller is cancelled; they are stopped
     when ``connect``'s block ends. Every wait is bounded: writes by ``write_timeout``
     (then ``ConnectionLost``), a silent server by the core's liveness check, the close
@@ -217,6 +226,10 @@ class TrioSession(NativeSession):
         self._writer_scope = trio.CancelScope(shield=True)
         self._timer_scope = trio.CancelScope(shield=True)
         self._transport_closed = trio.Event()
+        # A plain socket read by the run's shared reader (see _trio_reader), and what went
+        # wrong, if anything, in handling what it read: raised from the session's own task.
+        self._shared: SharedReader | None = None
+        self._crash: Exception | None = None
 
     # --- the adapter hooks ----------------------------------------------------------------
 
@@ -332,6 +345,15 @@ class TrioSession(NativeSession):
     # --- the tasks ------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        try:
+            await self._read()
+        except Exception:
+            # A bug: it comes out of connect's block, but first the writer must close the
+            # stream, or the close on the way out would wait for a reply nobody reads.
+            self._abort_transport()
+            raise
+
+    async def _read(self) -> None:
         with self._reader_scope:
             if self._fd is not None:
                 await self._read_fd(self._fd)
@@ -379,6 +401,53 @@ class TrioSession(NativeSession):
             self._timer_wait = None
             if wait.cancelled_caught:
                 self._on_timer()
+
+    def _read_shared(self, fd: int) -> None:
+        """Have the run's shared reader read the socket (instead of a reader task)."""
+        shared = shared_reader()
+        receive_data = self.connection.receive_data
+        pump = self._pump
+        clock = self._now
+        readv = os.readv
+        into, view = _read_buffer()
+
+        def on_readable() -> None:
+            # What _read_fd does for one read, called by the shared reader's task: this
+            # runs for every frame of agent audio, hence the names bound above.
+            try:
+                n = readv(fd, into)
+            except BlockingIOError:
+                return
+            except _STREAM_ERRORS as exc:
+                self._unshare()
+                self._lost(f"connection lost: {describe(exc)}")
+                return
+            try:
+                # The core copies what it keeps before returning (the buffer is shared
+                # by every session of the run): no view of it outlives this call.
+                receive_data(view[:n] if n else None, clock())  # 0 bytes is EOF
+                pump()
+            except Exception as exc:  # a bug; it must not stop the other sessions' reads
+                self._unshare()
+                self._end_crashed(exc)
+                return
+            if not n or self.connection.closed is not None:
+                self._unshare()  # nothing more to read; at EOF it would stay readable
+
+        shared.add(fd, on_readable)
+        self._shared = shared
+
+    def _unshare(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None and self._fd is not None:
+            shared.discard(self._fd)
+
+    def _end_crashed(self, exc: Exception) -> None:
+        """For the shared reader: handling a read raised ``exc`` (a bug). Stop the session
+        as a crashed reader task would (see _read_loop): its timer task raises ``exc`` out
+        of ``connect``'s block instead of it vanishing in the shared task."""
+        self._crash = exc
+        self._abort_transport()  # the writer closes the stream, then stops the timer
 
     async def _write_fd(self, fd: int) -> None:
         # The slow path: bytes that could not be written at once (see _write_now).
@@ -453,10 +522,13 @@ class TrioSession(NativeSession):
                     await trio.sleep_forever()
                 self._timer_wait = None
                 self._on_timer()
+        if self._crash is not None:
+            raise self._crash  # from the shared reader (see _end_crashed)
 
     async def _close_stream(self) -> None:
         """After the end: close the stream (gracefully when nothing went wrong), bounded."""
         with trio.CancelScope(shield=True):
+            self._unshare()  # before the descriptor is closed (and perhaps reused)
             self._reader_scope.cancel()
             self._timer_scope.cancel()
             graceful = self.connection.closed is not None and not self._writer_scope.cancel_called
@@ -468,6 +540,7 @@ class TrioSession(NativeSession):
 
     def _stop(self) -> None:
         """``connect``'s block ended: stop the tasks that are still running."""
+        self._unshare()
         for scope in (self._reader_scope, self._writer_scope, self._timer_scope):
             scope.cancel()
         if self._timer_wait is not None:

@@ -1,8 +1,11 @@
-"""The trio transport's reader: one shared read buffer per run, and the session's timer.
+"""The trio transport's reads on a plain socket: the run's shared reader, and the session's
+own reader task where epoll is missing (every test runs both ways).
 
 A plain-socket peer (its own thread, no library) sends each session its own agent audio
 in small frames; the sessions' playback must hold exactly their own bytes, and reading
-them must not allocate a ``RECEIVE_BYTES`` object per read (tracemalloc's peak says).
+them must not allocate a ``RECEIVE_BYTES`` object per read (tracemalloc's peak says). A bug
+in handling one session's read must come out of that session's ``connect`` block and leave
+the other sessions of the run reading.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import pytest
 import trio
 from raw_peers import read_head
 
+import transports.trio
 from bench.rfc6455 import BINARY, TEXT, encode, server_handshake
-from millis_proto import ClientConfig, ConnectionLost, StartRequest
+from millis_proto import ClientConfig, ClientConnection, ConnectionLost, StartRequest
+from transports import _trio_reader
 from transports._read_buffer import RECEIVE_BYTES
 from transports.trio import connect
 
@@ -58,7 +63,8 @@ def paced_peers(
         audio = [encode(BINARY, bytes([i + 1]) * FRAME_BYTES, masked=False) for i in range(n)]
         for _ in range(frames):
             for conn, frame in zip(conns, audio, strict=True):
-                conn.sendall(frame)
+                with contextlib.suppress(OSError):  # a session the test ended early
+                    conn.sendall(frame)
             time.sleep(0.003)
         for conn in conns if eof else ():
             conn.shutdown(socket.SHUT_WR)
@@ -73,6 +79,22 @@ def paced_peers(
         for conn in conns:
             conn.close()
         listener.close()
+
+
+@pytest.fixture(autouse=True, params=["shared", "own"])
+def reads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of reading a plain socket: the run's shared reader (Linux), a reader task
+    per session (elsewhere)."""
+    if request.param == "shared" and not _trio_reader.AVAILABLE:
+        pytest.skip("no epoll here")
+    monkeypatch.setattr(transports.trio, "_SHARED_READS", request.param == "shared")
+    return str(request.param)
+
+
+def session_tasks() -> list[str]:
+    """The tasks of the session opened last in the current task (its nursery's)."""
+    nursery = trio.lowlevel.current_task().child_nurseries[-1]
+    return sorted(t.name.rsplit(".", 1)[-1] for t in nursery.child_tasks)
 
 
 def test_sessions_share_one_read_buffer_and_keep_their_own_bytes() -> None:
@@ -136,18 +158,18 @@ def test_eof_after_the_frames_ends_the_session_with_every_frame_read() -> None:
         trio.run(main, url)
 
 
-def test_on_a_socket_the_reader_is_also_the_timer() -> None:
-    """Two tasks per session (reader and writer), and the core's timers still fire: a
-    silent server gets a liveness ping, then the pong timeout ends the session."""
+def test_on_a_socket_two_tasks_per_session_and_the_timers_fire(reads: str) -> None:
+    """Two tasks per session (writer and timer with the shared reader; reader, which is
+    also the timer, and writer without), and the core's timers fire: a silent server gets
+    a liveness ping, then the pong timeout ends the session."""
     go = threading.Event()
     request = StartRequest(public_key="reads-test-public-key", agent_id="agent")
     config = ClientConfig(liveness_timeout=0.2, pong_timeout=0.2)
 
     async def main(url: str) -> None:
         async with connect(url, request, config=config, disconnect_timeout=0.2) as session:
-            nurseries = trio.lowlevel.current_task().child_nurseries  # the session's own
-            names = sorted(t.name.rsplit(".", 1)[-1] for n in nurseries for t in n.child_tasks)
-            assert names == ["_read_loop", "_write_loop"]
+            expected = ["_timer_loop", "_write_loop"] if reads == "shared" else None
+            assert session_tasks() == (expected or ["_read_loop", "_write_loop"])
             started = trio.current_time()
             with trio.fail_after(5), pytest.raises(ConnectionLost):
                 async for _event in session:
@@ -158,3 +180,53 @@ def test_on_a_socket_the_reader_is_also_the_timer() -> None:
 
     with paced_peers(1, go, frames=0) as url:  # the handshake and onready, then silence
         trio.run(main, url)
+
+
+def test_a_bug_in_handling_a_read_ends_that_session_only_and_comes_out_of_its_block(
+    monkeypatch: pytest.MonkeyPatch, reads: str
+) -> None:
+    """The core raising (a bug) while handling a read is not lost in the shared reader:
+    that session stops and its ``connect`` block raises the error, within bounds (the way
+    out does not wait for a close reply nobody reads), while the other session of the run
+    goes on reading its audio; no socket of theirs is left with the shared reader."""
+    go = threading.Event()
+    request = StartRequest(public_key="reads-test-public-key", agent_id="agent")
+    config = ClientConfig(emit_audio_events=False)
+    real = ClientConnection.receive_data
+    broken: list[ClientConnection] = []
+
+    def receive_data(self: ClientConnection, data: object, now: float) -> None:
+        if self in broken and data:
+            raise RuntimeError("a bug in the core")
+        real(self, data, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ClientConnection, "receive_data", receive_data)
+    outcome: list[str] = []
+
+    async def healthy(url: str, task_status: trio.TaskStatus[None]) -> None:
+        async with connect(url, request, config=config, disconnect_timeout=0.2) as session:
+            task_status.started()
+            with trio.fail_after(10):
+                while session.connection.playback.queued_samples * 2 < FRAMES * FRAME_BYTES:
+                    await trio.sleep(0.005)
+            outcome.append("healthy read everything")
+
+    async def broken_session(url: str) -> None:
+        async with connect(url, request, config=config, disconnect_timeout=0.2) as session:
+            broken.append(session.connection)
+            go.set()
+            async for _event in session:
+                pass
+
+    async def main(url: str) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(healthy, url)
+            with trio.fail_after(5), pytest.raises(RuntimeError, match="a bug in the core"):
+                await broken_session(url)
+            outcome.append("broken raised")
+        if reads == "shared":
+            assert not _trio_reader.shared_reader()._readers  # both sockets let go
+
+    with paced_peers(2, go) as url:
+        trio.run(main, url)
+    assert sorted(outcome) == ["broken raised", "healthy read everything"]
