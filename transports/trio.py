@@ -1,11 +1,12 @@
 """Millis sessions over trio's own streams: ``trio.open_tcp_stream`` and ``trio.SSLStream``.
 
 The primary transport, with nothing between the session and trio on the hot path. On a
-plain socket (Linux) every session of a trio run is read by one shared reader task (see
-:mod:`transports._trio_reader`: trio waits for one epoll descriptor, not for each socket
-on every frame), and each session has a writer task, which is parked unless a write could
-not complete at once, and a timer task. Elsewhere, and over TLS, each session has its own
-reader task (which on a plain socket also runs the timers). :mod:`transports._native`
+plain socket (Linux) every session of a trio run is read, and its timers run, by one
+shared reader task (see :mod:`transports._trio_reader`: trio waits for one epoll
+descriptor, not for each socket on every frame), and each session has one task of its own,
+the writer, parked unless a write could not complete at once. Elsewhere, and over TLS,
+each session has its own reader task (which on a plain socket also runs the timers, and
+over TLS leaves them to a third task). :mod:`transports._native`
 says how they share the work::
 
     import trio
@@ -133,8 +134,8 @@ async def _connect(
         else:
             group.start_soon(session._read_loop)
         group.start_soon(session._write_loop)
-        if session._fd is None or session._shared is not None:
-            group.start_soon(session._timer_loop)  # else the session's reader runs them
+        if session._fd is None:
+            group.start_soon(session._timer_loop)  # else its reader (or the shared one) does
         try:
             yield session
         finally:
@@ -196,8 +197,8 @@ async def _open_stream(endpoint: Endpoint, context: ssl.SSLContext | None) -> tr
 class TrioSession(NativeSession):
     """A live Millis session over a trio stream; see :class:`~transports._client.ClientSession`.
 
-    Its tasks (writer, timer, and a reader of its own unless the run's shared reader reads
-    it; see the module docstring) are shielded from the caller's cancellation so that
+    Its tasks (the writer, and a reader and a timer of its own unless the run's shared
+    reader serves it; see the module docstring) are shielded from the caller's cancellation so that
     the close handshake can still run while the caller is cancelled; they are stopped
     when ``connect``'s block ends. Every wait is bounded: writes by ``write_timeout``
     (then ``ConnectionLost``), a silent server by the core's liveness check, the close
@@ -293,7 +294,10 @@ class TrioSession(NativeSession):
     send_audio.__doc__ = NativeSession.send_audio.__doc__
 
     def _move_timer(self, deadline: float) -> None:
-        if self._timer_wait is not None:
+        shared, fd = self._shared, self._fd
+        if shared is not None and fd is not None:
+            shared.schedule(deadline, fd, self)
+        elif self._timer_wait is not None:
             self._timer_wait.deadline = deadline
 
     def _abort_transport(self) -> None:
@@ -434,8 +438,20 @@ class TrioSession(NativeSession):
             if not n or self.connection.closed is not None:
                 self._unshare()  # nothing more to read; at EOF it would stay readable
 
-        shared.add(fd, on_readable)
+        shared.add(fd, on_readable, self)
         self._shared = shared
+        shared.schedule(self._next_deadline(), fd, self)
+
+    def _shared_timer(self) -> None:
+        """For the shared reader: this session's deadline has come."""
+        try:
+            self._on_timer()
+            shared, fd = self._shared, self._fd
+            if shared is not None and fd is not None and self.connection.closed is None:
+                shared.schedule(self._next_deadline(), fd, self)
+        except Exception as exc:  # a bug; as in on_readable
+            self._unshare()
+            self._end_crashed(exc)
 
     def _unshare(self) -> None:
         shared, self._shared = self._shared, None
@@ -443,11 +459,12 @@ class TrioSession(NativeSession):
             shared.discard(self._fd)
 
     def _end_crashed(self, exc: Exception) -> None:
-        """For the shared reader: handling a read raised ``exc`` (a bug). Stop the session
-        as a crashed reader task would (see _read_loop): its timer task raises ``exc`` out
-        of ``connect``'s block instead of it vanishing in the shared task."""
+        """For the shared reader: handling a read or a timer raised ``exc`` (a bug). Stop
+        the session as a crashed reader task would (see _read_loop): its writer closes
+        the stream, then raises ``exc`` out of ``connect``'s block, instead of it
+        vanishing in the shared task."""
         self._crash = exc
-        self._abort_transport()  # the writer closes the stream, then stops the timer
+        self._abort_transport()
 
     async def _write_fd(self, fd: int) -> None:
         # The slow path: bytes that could not be written at once (see _write_now).
@@ -504,6 +521,8 @@ class TrioSession(NativeSession):
             else:
                 await self._write_stream(self._stream)
         await self._close_stream()
+        if self._crash is not None:
+            raise self._crash  # from the shared reader (see _end_crashed)
 
     async def _park(self) -> None:
         self._parked = trio.lowlevel.current_task()
@@ -522,8 +541,6 @@ class TrioSession(NativeSession):
                     await trio.sleep_forever()
                 self._timer_wait = None
                 self._on_timer()
-        if self._crash is not None:
-            raise self._crash  # from the shared reader (see _end_crashed)
 
     async def _close_stream(self) -> None:
         """After the end: close the stream (gracefully when nothing went wrong), bounded."""

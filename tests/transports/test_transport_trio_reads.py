@@ -16,6 +16,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trio
@@ -158,18 +159,18 @@ def test_eof_after_the_frames_ends_the_session_with_every_frame_read() -> None:
         trio.run(main, url)
 
 
-def test_on_a_socket_two_tasks_per_session_and_the_timers_fire(reads: str) -> None:
-    """Two tasks per session (writer and timer with the shared reader; reader, which is
-    also the timer, and writer without), and the core's timers fire: a silent server gets
-    a liveness ping, then the pong timeout ends the session."""
+def test_on_a_socket_the_timers_fire_without_a_task_of_their_own(reads: str) -> None:
+    """One task per session with the shared reader (the writer), two without (reader,
+    which is also the timer, and writer), and the core's timers fire: a silent server
+    gets a liveness ping, then the pong timeout ends the session."""
     go = threading.Event()
     request = StartRequest(public_key="reads-test-public-key", agent_id="agent")
     config = ClientConfig(liveness_timeout=0.2, pong_timeout=0.2)
 
     async def main(url: str) -> None:
         async with connect(url, request, config=config, disconnect_timeout=0.2) as session:
-            expected = ["_timer_loop", "_write_loop"] if reads == "shared" else None
-            assert session_tasks() == (expected or ["_read_loop", "_write_loop"])
+            expected = ["_write_loop"] if reads == "shared" else ["_read_loop", "_write_loop"]
+            assert session_tasks() == expected
             started = trio.current_time()
             with trio.fail_after(5), pytest.raises(ConnectionLost):
                 async for _event in session:
@@ -182,25 +183,28 @@ def test_on_a_socket_two_tasks_per_session_and_the_timers_fire(reads: str) -> No
         trio.run(main, url)
 
 
+@pytest.mark.parametrize("where", ["receive_data", "handle_timer"])
 def test_a_bug_in_handling_a_read_ends_that_session_only_and_comes_out_of_its_block(
-    monkeypatch: pytest.MonkeyPatch, reads: str
+    monkeypatch: pytest.MonkeyPatch, reads: str, where: str
 ) -> None:
-    """The core raising (a bug) while handling a read is not lost in the shared reader:
+    """The core raising (a bug) while handling a read, or a timer, is not lost in the
+    shared reader:
     that session stops and its ``connect`` block raises the error, within bounds (the way
     out does not wait for a close reply nobody reads), while the other session of the run
     goes on reading its audio; no socket of theirs is left with the shared reader."""
     go = threading.Event()
     request = StartRequest(public_key="reads-test-public-key", agent_id="agent")
-    config = ClientConfig(emit_audio_events=False)
-    real = ClientConnection.receive_data
+    # liveness_timeout: the broken session's first timer is due 0.2 s after it opens
+    config = ClientConfig(emit_audio_events=False, liveness_timeout=0.2)
+    real = getattr(ClientConnection, where)
     broken: list[ClientConnection] = []
 
-    def receive_data(self: ClientConnection, data: object, now: float) -> None:
-        if self in broken and data:
+    def buggy(self: ClientConnection, *args: Any) -> None:
+        if self in broken and args[0]:  # data (not EOF), or the time
             raise RuntimeError("a bug in the core")
-        real(self, data, now)  # type: ignore[arg-type]
+        real(self, *args)
 
-    monkeypatch.setattr(ClientConnection, "receive_data", receive_data)
+    monkeypatch.setattr(ClientConnection, where, buggy)
     outcome: list[str] = []
 
     async def healthy(url: str, task_status: trio.TaskStatus[None]) -> None:
