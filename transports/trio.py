@@ -133,7 +133,9 @@ async def _connect(
             session._read_shared(session._fd)  # the run's one reader reads this socket
         else:
             group.start_soon(session._read_loop)
-        group.start_soon(session._write_loop)
+        session._group = group  # the writer starts in it once there is work for it
+        if session._outbox or session._ending:
+            session._wake_writer()  # what the handshake's last read queued (an initiate)
         if session._fd is None:
             group.start_soon(session._timer_loop)  # else its reader (or the shared one) does
         try:
@@ -221,6 +223,12 @@ class TrioSession(NativeSession):
         # Plain TCP on a POSIX system: read and write the socket's descriptor directly
         # (see _raw_fd). TLS, and anything else, goes through the stream.
         self._fd = _raw_fd(stream)
+        # The writer task starts only when a write cannot be done at once (or at the end,
+        # to close the stream): until then, and while it is parked waiting for bytes, the
+        # session writes the socket itself (_write_now). A task less per session for the
+        # scheduler and for every garbage collection to walk.
+        self._group: trio.Nursery | None = None
+        self._writer_started = False
         self._parked: trio.lowlevel.Task | None = None  # the writer, waiting for bytes
         self._timer_wait: trio.CancelScope | None = None
         self._reader_scope = trio.CancelScope(shield=True)
@@ -236,20 +244,28 @@ class TrioSession(NativeSession):
 
     def _wake_writer(self) -> None:
         task = self._parked
-        if task is None:
-            return  # the writer is busy; it takes the new bytes with the rest
+        if task is None and (self._writer_started or self._group is None):
+            return  # the writer is busy (it takes the new bytes with the rest), or not yet
         if self._fd is not None and not self._ending and self._write_now(self._fd):
             return  # written in full, here and now: no task switch for the common case
-        self._parked = None
-        trio.lowlevel.reschedule(task)
+        self._hand_to_writer()
+
+    def _hand_to_writer(self) -> None:
+        """The writer must run: wake it, or start it."""
+        task, self._parked = self._parked, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+        elif not self._writer_started and self._group is not None:
+            self._writer_started = True
+            self._group.start_soon(self._write_loop)
 
     def _write_now(self, fd: int) -> bool:
         """Write the outbox straight to the socket; True if it all went.
 
-        Only while the writer is parked, so nothing else is being written and the bytes
-        stay in order. What the socket does not take now (a full send buffer), and any
-        error, is left to the writer task, which waits for the socket (bounded by
-        ``write_timeout``) and reports errors.
+        Only while the writer is parked or not started, so nothing else is being written
+        and the bytes stay in order. What the socket does not take now (a full send
+        buffer), and any error, is left to the writer task, which waits for the socket
+        (bounded by ``write_timeout``) and reports errors.
         """
         data = self._take_output()
         try:
@@ -268,7 +284,7 @@ class TrioSession(NativeSession):
 
     async def send_audio(self, pcm: Buffer) -> None:
         fd = self._fd
-        if fd is not None and self._parked is not None and not self._outbox:
+        if fd is not None and not self._outbox and (self._parked or not self._writer_started):
             # The hot path on a plain socket, 50 times a second: nothing is waiting to be
             # written, so the core hands over this frame's bytes (when they are all there
             # is to send) and they are written here and now, without the queue and the
@@ -285,8 +301,7 @@ class TrioSession(NativeSession):
                     self._outbox.append(rest)
                     self._outbox_bytes += len(rest)
                     self._writing(now)  # the writer waits for the socket, bounded
-                    task, self._parked = self._parked, None
-                    trio.lowlevel.reschedule(task)
+                    self._hand_to_writer()
                 await trio.lowlevel.checkpoint_if_cancelled()
                 return
         await super().send_audio(pcm)
@@ -302,6 +317,8 @@ class TrioSession(NativeSession):
 
     def _abort_transport(self) -> None:
         self._writer_scope.cancel()  # a write in progress is abandoned; the writer closes
+        if not self._writer_started:
+            self._hand_to_writer()  # (started in a cancelled scope, it goes straight there)
 
     async def _checkpoint(self) -> None:
         if self._fd is None:
