@@ -131,16 +131,19 @@ class SharedReader:
         clock = trio.lowlevel.current_clock().current_time
         try:
             while True:
+                # One cancel scope per deadline, not per wake-up: schedule() moves its
+                # deadline earlier when a session needs it; when it passes, the wait is
+                # cancelled, the due timers fire, and the next scope takes the next one.
                 with trio.CancelScope(deadline=timers[0][0] if timers else math.inf) as wait:
                     self._wait = wait
-                    await wait_readable(epoll)
+                    while True:
+                        await wait_readable(epoll)
+                        for fd, _mask in poll(0):
+                            on_readable = readers.get(fd)
+                            if on_readable is not None:
+                                on_readable()
                 self._wait = None
-                for fd, _mask in poll(0):
-                    on_readable = readers.get(fd)
-                    if on_readable is not None:
-                        on_readable()
-                if timers and timers[0][0] <= clock():
-                    self._fire(clock())
+                self._fire(clock())
         finally:
             self._wait = None
             readers.clear()
