@@ -325,15 +325,19 @@ class NativeSession(ClientSession):
         self._timer_at = at
         return at
 
+    def _write_stalled(self) -> None:
+        """The write in progress made no progress for ``write_timeout``: a lost connection."""
+        self._lost(
+            f"connection lost: a write to the server made no progress for "
+            f"{self._write_timeout:g} s (it stopped reading)"
+        )
+
     def _on_timer(self) -> None:
         """For the timer: fire what is due (the core's timers, the write bound)."""
         now = self._now()
         since = self._write_since
         if since is not None and now - since >= self._write_timeout:
-            self._lost(
-                f"connection lost: a write to the server made no progress for "
-                f"{self._write_timeout:g} s (it stopped reading)"
-            )
+            self._write_stalled()
             return
         if self._dropping and now - self._drop_reported_at >= DROP_REPORT_INTERVAL:
             self._report_drops(now, ongoing=True)

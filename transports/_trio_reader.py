@@ -62,7 +62,7 @@ class SharedReader:
 
     ``add(fd, on_readable, session)`` registers a socket; its ``on_readable()`` is then
     called (from this reader's task) whenever the socket has bytes or has reached its end,
-    until ``discard(fd)``. ``on_readable`` must not raise, and must read, or discard the
+    until ``discard(fd, session)``. ``on_readable`` must not raise, and must read, or discard the
     socket: the set is level-triggered. ``schedule(deadline, fd, session)`` has
     ``session._shared_timer()`` called once the run's clock reaches ``deadline``, if that
     is still the session's ``_timer_at`` then and its socket is still read here.
@@ -80,18 +80,20 @@ class SharedReader:
     def add(self, fd: int, on_readable: Callable[[], None], session: Timed) -> None:
         """Read ``fd`` from now on (``on_readable()`` when it is readable), and run
         ``session``'s timers."""
-        if fd in self._readers:  # a socket closed without discard(): its number is reused
-            self.discard(fd)
+        stale = self._sessions.get(fd)
+        if stale is not None:  # a socket closed without discard(): its number is reused
+            self.discard(fd, stale)
         self._epoll.register(fd, select.EPOLLIN)
         self._readers[fd] = on_readable
         self._sessions[fd] = session
 
-    def discard(self, fd: int) -> None:
-        """Stop reading ``fd`` (before it is closed: descriptors are reused) and drop its
-        session's timers. Idempotent."""
-        if self._readers.pop(fd, None) is None:
+    def discard(self, fd: int, session: Timed) -> None:
+        """Stop reading ``fd`` for ``session`` (before it is closed: descriptors are
+        reused) and drop its timers. Idempotent; nothing if ``fd`` is another's now."""
+        if self._sessions.get(fd) is not session:
             return
         del self._sessions[fd]
+        del self._readers[fd]
         with contextlib.suppress(OSError, ValueError):  # already closed
             self._epoll.unregister(fd)
         timers = self._timers

@@ -26,6 +26,7 @@ says how they share the work::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import ssl
@@ -128,12 +129,19 @@ async def _connect(
     finally:
         if stream is not None and not opened:
             await trio.aclose_forcefully(stream)
-    async with background(trio.open_nursery) as group:
-        if session._fd is not None and _SHARED_READS:
+    if session._fd is not None and _SHARED_READS:
+        try:
             session._read_shared(session._fd)  # the run's one reader reads this socket
-        else:
+        except OSError as exc:  # no epoll set, or no room in it (descriptors, memory)
+            await trio.aclose_forcefully(stream)
+            raise connect_failure(exc, endpoint) from exc
+    async with background(trio.open_nursery) as group:
+        if session._shared is None:
             group.start_soon(session._read_loop)
         session._group = group  # the writer starts in it once there is work for it
+        # ... in the context of the task that opened the session, not of the shared
+        # reader's task, which may be the one that starts it (see _hand_to_writer).
+        session._context = contextvars.copy_context()
         if session._outbox or session._ending:
             session._wake_writer()  # what the handshake's last read queued (an initiate)
         if session._fd is None:
@@ -141,8 +149,10 @@ async def _connect(
         try:
             yield session
         finally:
-            await session.aclose()
-            session._stop()
+            try:
+                await session.aclose()
+            finally:
+                session._stop()
 
 
 #: The read buffer of the sessions of one trio run (see _read_buffer).
@@ -228,6 +238,7 @@ class TrioSession(NativeSession):
         # session writes the socket itself (_write_now). A task less per session for the
         # scheduler and for every garbage collection to walk.
         self._group: trio.Nursery | None = None
+        self._context: contextvars.Context | None = None
         self._writer_started = False
         self._parked: trio.lowlevel.Task | None = None  # the writer, waiting for bytes
         self._timer_wait: trio.CancelScope | None = None
@@ -257,7 +268,10 @@ class TrioSession(NativeSession):
             trio.lowlevel.reschedule(task)
         elif not self._writer_started and self._group is not None:
             self._writer_started = True
-            self._group.start_soon(self._write_loop)
+            if self._context is None:
+                self._group.start_soon(self._write_loop)
+            else:
+                self._context.run(self._group.start_soon, self._write_loop)
 
     def _write_now(self, fd: int) -> bool:
         """Write the outbox straight to the socket; True if it all went.
@@ -441,7 +455,10 @@ class TrioSession(NativeSession):
                 return
             except _STREAM_ERRORS as exc:
                 self._unshare()
-                self._lost(f"connection lost: {describe(exc)}")
+                try:
+                    self._lost(f"connection lost: {describe(exc)}")
+                except Exception as bug:  # as below: never out of the shared task
+                    self._end_crashed(bug)
                 return
             try:
                 # The core copies what it keeps before returning (the buffer is shared
@@ -473,7 +490,7 @@ class TrioSession(NativeSession):
     def _unshare(self) -> None:
         shared, self._shared = self._shared, None
         if shared is not None and self._fd is not None:
-            shared.discard(self._fd)
+            shared.discard(self._fd, self)
 
     def _end_crashed(self, exc: Exception) -> None:
         """For the shared reader: handling a read or a timer raised ``exc`` (a bug). Stop
@@ -481,6 +498,8 @@ class TrioSession(NativeSession):
         the stream, then raises ``exc`` out of ``connect``'s block, instead of it
         vanishing in the shared task."""
         self._crash = exc
+        self._outbox.clear()  # nothing more is written: the writer goes straight to closing
+        self._outbox_bytes = 0
         self._abort_transport()
 
     async def _write_fd(self, fd: int) -> None:
@@ -506,14 +525,24 @@ class TrioSession(NativeSession):
                     self._wrote(n)
                     self._writing(trio.current_time())
                 try:
-                    await trio.lowlevel.wait_writable(fd)
+                    with trio.move_on_at(self._write_deadline()) as bound:
+                        await trio.lowlevel.wait_writable(fd)
                 except _STREAM_ERRORS as exc:
                     self._lost(f"connection lost: {describe(exc)}")
                     return
+                if bound.cancelled_caught:
+                    self._on_timer()  # the write bound has passed: a lost connection
             elif self._ending:
                 return
             else:
                 await self._park()
+
+    def _write_deadline(self) -> float:
+        """When the write in progress counts as stalled. The timer checks that too, but
+        not once the connection is closed (the reply to a close may still be waiting
+        behind a backlog the server no longer reads): the writer bounds its own waits."""
+        since = self._write_since
+        return math.inf if since is None else since + self._write_timeout
 
     async def _write_stream(self, stream: trio.abc.Stream) -> None:
         while True:
@@ -521,9 +550,13 @@ class TrioSession(NativeSession):
                 data = self._take_output()
                 self._writing(trio.current_time())
                 try:
-                    await stream.send_all(data)
+                    with trio.move_on_at(self._write_deadline()) as bound:
+                        await stream.send_all(data)
                 except _STREAM_ERRORS as exc:
                     self._lost(f"connection lost: {describe(exc)}")
+                    return
+                if bound.cancelled_caught:  # an abandoned send_all leaves the stream unusable
+                    self._write_stalled()
                     return
                 self._wrote(len(data))
             elif self._ending:

@@ -11,6 +11,7 @@ the other sessions of the run reading.
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ import trio
 from raw_peers import read_head
 
 import transports.trio
-from bench.rfc6455 import BINARY, TEXT, encode, server_handshake
+from bench.rfc6455 import BINARY, CLOSE, TEXT, encode, server_handshake
 from millis_proto import ClientConfig, ClientConnection, ConnectionLost, StartRequest
 from transports import _trio_reader
 from transports._read_buffer import RECEIVE_BYTES
@@ -234,3 +235,87 @@ def test_a_bug_in_handling_a_read_ends_that_session_only_and_comes_out_of_its_bl
     with paced_peers(2, go) as url:
         trio.run(main, url)
     assert sorted(outcome) == ["broken raised", "healthy read everything"]
+
+
+def test_a_close_stuck_behind_a_backlog_the_server_no_longer_reads_is_bounded() -> None:
+    """The server stops reading, our audio backs up (the writer waits for the socket), then
+    the server sends its close and still reads nothing: the reply waits behind the backlog
+    once the connection is closed, when no timer runs for it any more. Leaving ``connect``
+    must still end within ``write_timeout``, not wait for the socket forever."""
+    request = StartRequest(public_key="reads-test-public-key", agent_id="agent")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.settimeout(10)
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/millis"
+    backed_up = threading.Event()
+    peer: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        peer.append(conn)
+        head = read_head(conn)
+        assert head is not None
+        answer = server_handshake(head)
+        assert answer is not None
+        conn.sendall(answer[0] + encode(TEXT, ONREADY, masked=False))
+        if backed_up.wait(10):  # then close, and never read again
+            conn.sendall(encode(CLOSE, (1000).to_bytes(2, "big") + b"bye", masked=False))
+
+    async def main() -> float:
+        chunk = bytes(65536)
+        async with connect(url, request, write_timeout=0.5, disconnect_timeout=0.2) as s:
+            with trio.fail_after(10):
+                while not s.dropped_audio_samples:  # the backlog is full: the writer waits
+                    await s.send_audio(chunk)
+                backed_up.set()
+                async for _event in s:
+                    pass
+            leaving = trio.current_time()
+        return trio.current_time() - leaving
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    took: list[float] = []
+    runner = threading.Thread(target=lambda: took.append(trio.run(main)), daemon=True)
+    try:
+        runner.start()
+        runner.join(15)  # a hang must fail the test, not stop the suite
+        assert not runner.is_alive(), "leaving connect waited for the socket forever"
+        assert took and took[0] < 3, took
+    finally:
+        for conn in peer:
+            conn.close()
+        listener.close()
+        thread.join(5)
+
+
+def test_a_stale_registration_is_not_the_new_owners_to_lose() -> None:
+    """A descriptor number reused by a new session: the old session's late discard leaves
+    the new one read."""
+
+    class Session:
+        _timer_at = math.inf
+
+        def _shared_timer(self) -> None:
+            pass
+
+    async def main() -> None:
+        reader = _trio_reader.shared_reader()
+        a, b = socket.socketpair()
+        try:
+            old, new = Session(), Session()
+            reader.add(a.fileno(), lambda: None, old)
+
+            def on_readable() -> None:
+                a.recv(100)
+
+            reader.add(a.fileno(), on_readable, new)  # the old one never discarded it
+            reader.discard(a.fileno(), old)
+            assert reader._readers[a.fileno()] is on_readable
+            reader.discard(a.fileno(), new)
+            assert a.fileno() not in reader._readers
+        finally:
+            a.close()
+            b.close()
+
+    trio.run(main)
