@@ -152,7 +152,8 @@ class FrameSplitter:
             return [ForWsproto(bytes(data))] if data else []
         partial, self._partial = self._partial, None
         buf: bytes | bytearray | memoryview
-        if self._buf:
+        held = len(self._buf)  # bytes of earlier reads, at the start of buf
+        if held:
             buf = self._buf
             buf += data
         elif isinstance(data, bytes) or (
@@ -201,9 +202,9 @@ class FrameSplitter:
             clean = (b0 & 0xF0) == _FIN and (b1 & _MASK_BIT) == want_mask and minimal
             control = opcode in _CONTROL
             if not clean or n > (125 if control else self._max):
-                return self._give_up(out, buf, pos)
+                return self._give_up(out, buf, pos, held)
             if not control and opcode not in (TEXT, BINARY):
-                return self._give_up(out, buf, pos)
+                return self._give_up(out, buf, pos, held)
             if want_mask:
                 at += 4
             stop = at + n
@@ -215,7 +216,7 @@ class FrameSplitter:
                     checked = partial if pos == 0 else None
                     self._partial = _check_utf8(buf, at, end, want_mask, checked)
                     if self._partial is None:
-                        return self._give_up(out, buf, pos)
+                        return self._give_up(out, buf, pos, held)
                 break
             if control:
                 frame = bytes(buf[pos:stop])
@@ -234,7 +235,7 @@ class FrameSplitter:
                     try:
                         out.append(payload.decode("utf-8"))
                     except UnicodeDecodeError:
-                        return self._give_up(out, buf, pos)
+                        return self._give_up(out, buf, pos, held)
             pos = stop
         if buf is self._buf:
             if pos:
@@ -244,10 +245,22 @@ class FrameSplitter:
         return out
 
     def _give_up(
-        self, out: list[bytes | str | ForWsproto], rest: bytes | bytearray | memoryview, pos: int
+        self,
+        out: list[bytes | str | ForWsproto],
+        rest: bytes | bytearray | memoryview,
+        pos: int,
+        held: int,
     ) -> list[bytes | str | ForWsproto]:
-        """Hand the rest of the stream, from the frame at ``pos``, to wsproto for good."""
+        """Hand the rest of the stream, from the frame at ``pos``, to wsproto for good.
+
+        ``rest[:held]`` came in earlier reads: wsproto gets it, then this read's bytes, in
+        two calls, as it would have without the fast path. It matters: wsproto checks a
+        text frame's UTF-8 as it arrives, and the position in its error (the reason of
+        the 1007 close) counts from the start of the read the bad byte came in."""
         self.passthrough = True
+        if pos < held < len(rest):
+            out.append(ForWsproto(bytes(rest[pos:held])))
+            pos = held
         out.append(ForWsproto(bytes(rest[pos:])))
         self._buf = bytearray()
         return out

@@ -250,7 +250,16 @@ class AsyncioSession(NativeSession):
 
     def _fire(self) -> None:
         self._timer = None
-        self._on_timer()
+        try:
+            self._on_timer()
+        except Exception as exc:
+            # A bug (the core raising): end the session rather than leave it running with
+            # no timer, and report it the loop's way (its handler logs the traceback).
+            self._lost(f"connection lost: an internal error in a timer ({type(exc).__name__})")
+            self._loop.call_exception_handler(
+                {"message": "millis-proto: a session's timer raised", "exception": exc}
+            )
+            return
         if self.connection.closed is None:
             deadline = self._next_deadline()
             if deadline != float("inf"):

@@ -605,3 +605,21 @@ def test_server_connection_takes_the_fast_path() -> None:
         events, _ = _server_run(stream, [], fast=True)
     assert sum("ClientAudio" in e for e in events) == 3
     assert sum(parsed) == 0
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[("bad_utf8", b"")], [("text", "héllo wörld"), ("bad_utf8", b""), ("audio", bytes(300))]],
+)
+def test_invalid_utf8_split_across_reads_is_reported_as_wsproto_would(
+    items: list[tuple[str, Any]],
+) -> None:
+    """A text frame with invalid UTF-8 whose bytes come in two reads, cut at every offset:
+    the 1007 close and its reason (where wsproto's decoder says the bad byte is, counted
+    from the start of the read it came in) are byte for byte wsproto's. Hypothesis found
+    the fast path counting from the start of the frame instead."""
+    stream = _client_stream(items)
+    head = stream.index(b"\r\n\r\n") + 4
+    for cut in range(head, len(stream) + 1):
+        cuts = [head, cut]
+        assert _server_run(stream, cuts, fast=True) == _server_run(stream, cuts, fast=False), cut

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 import ssl
@@ -21,6 +22,8 @@ from transport_helpers import (
 )
 
 from millis_proto import (
+    ClientConfig,
+    ClientConnection,
     CloseInitiator,
     ConfigError,
     ConnectionClosed,
@@ -29,6 +32,7 @@ from millis_proto import (
     FailureKind,
     InitiateReceived,
     Ready,
+    StartRequest,
 )
 from transports.server import ServerSession, serve
 
@@ -177,3 +181,53 @@ async def test_tls_options_need_a_wss_url(connect: Any, start_request: Any, tls:
     with pytest.raises(ConfigError, match="wss://"):
         async with connect("ws://127.0.0.1:9/millis", start_request, cafile=tls.ca_file):
             pytest.fail("connected")
+
+
+async def test_a_bug_in_a_timer_ends_the_session_and_is_not_swallowed(
+    connect: Any, flavor: str, peer: Any, tls: Tls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core raising in ``handle_timer`` (a bug), over TLS (trio's timer task) and on
+    asyncio (a loop callback): the session ends within bounds and the error comes out —
+    as itself from a task-based session; from the native asyncio one, as a
+    ``ConnectionLost`` naming it, with the error itself given to the loop's exception
+    handler — instead of the session running on with no timers."""
+    server = peer(_ready_then_wait_close, ssl=tls.server)
+    real = ClientConnection.handle_timer
+    armed: list[bool] = []
+
+    def buggy(self: ClientConnection, now: float) -> None:
+        if armed:
+            raise RuntimeError("a bug in the core")
+        real(self, now)
+
+    monkeypatch.setattr(ClientConnection, "handle_timer", buggy)
+    reported: list[BaseException] = []
+    native_asyncio = flavor in ("asyncio-asyncio", "asyncio-anyio")
+    if native_asyncio:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: reported.append(context["exception"])
+        )
+
+    async def run() -> None:
+        async with connect(
+            server.url("wss"),
+            StartRequest(public_key=SECRET_KEY, agent_id="agent-1"),
+            cafile=tls.ca_file,
+            config=ClientConfig(liveness_timeout=0.2),
+            disconnect_timeout=0.2,
+        ) as session:
+            await read_events(session, is_a(Ready))
+            armed.append(True)
+            async for _event in session:
+                pass
+
+    with (
+        anyio.fail_after(5),
+        pytest.raises(ConnectionLost if native_asyncio else RuntimeError) as caught,
+    ):
+        await run()
+    if native_asyncio:
+        assert "internal error in a timer (RuntimeError)" in str(caught.value)
+        assert [str(exc) for exc in reported] == ["a bug in the core"]
+    else:
+        assert "a bug in the core" in str(caught.value)
