@@ -10,6 +10,7 @@ and the report gives medians and the ratio ours/baseline.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -24,7 +25,13 @@ FRAME = bytes(640)  # 20 ms of 16 kHz s16le
 
 
 def _open_pair() -> tuple[ClientConnection, ServerConnection, ClientConnection]:
-    cw = ClientConnection(StartRequest(public_key="k", agent_id="a"), "ws://127.0.0.1/millis")
+    # With the transports' mask source: it is what switches the client onto its own frame
+    # encoder (without one, sends take wsproto's general path, which no transport uses).
+    cw = ClientConnection(
+        StartRequest(public_key="k", agent_id="a"),
+        "ws://127.0.0.1/millis",
+        mask_entropy=os.urandom,
+    )
     client = cw  # one object per side
     sw = ServerConnection()
     for _ in range(5):

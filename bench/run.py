@@ -49,8 +49,10 @@ KNEE_ON_TIME = 95.0
 
 
 #: Fresh interpreters per module for the import times (alternating): a single import varies
-#: by ±15 ms on a busy VM, and the verdicts compare medians a few milliseconds apart.
-IMPORT_REPEAT = 15
+#: by ±15 ms on a busy VM, and the verdict compares medians a few milliseconds apart. With
+#: 15 the ratio's median moved 1.28-1.37 between runs on one box (40 CPU-timed pairs there
+#: gave 1.22); 31 halves that spread for ~15 s more.
+IMPORT_REPEAT = 31
 
 
 @dataclass
@@ -367,7 +369,18 @@ def print_offline(run: dict[str, Any], imports: dict[str, Any]) -> None:
     )
 
 
-def _verdict(ok: bool | None) -> str:
+#: A target line's verdict: met, MISSED, undecided (``None``), or shown but not judged.
+SHOWN = "shown"
+
+#: The issue's import target was "<= 10 ms above ``import wsproto``" on a box where wsproto
+#: took 30 ms. Judged here as the ratio that is (40 / 30), measured in the same run: an
+#: absolute time would judge this box's speed, not the package (the issue's own rule).
+IMPORT_RATIO = 40 / 30
+
+
+def _verdict(ok: bool | str | None) -> str:
+    if isinstance(ok, str):
+        return f"{ok:<6}"
     return f"{'n/a' if ok is None else 'met' if ok else 'MISSED':<6}"
 
 
@@ -388,7 +401,7 @@ def print_targets(
         value, ref = cpu(kind, period_ms), cpu(base, period_ms)
         return value / ref if value and ref else None
 
-    lines: list[tuple[bool | None, str]] = []
+    lines: list[tuple[bool | str | None, str]] = []
     for kind, limit, base in (
         ("asyncio", 1.0, "websockets"),
         ("trio", 1.25, "websockets"),
@@ -416,15 +429,18 @@ def print_targets(
         lines.append((ok, f"{kind} knee / websockets knee >= 1.0 (same run): {shown}"))
     for kind in ("trio", "asyncio"):
         n, mark, _ = knees.get(kind, (0, "", []))
-        ok = None if kind not in knees else (n >= 400 and mark != "<")
         context = ", ".join(
             f"{k} {knees[k][1]}{knees[k][0]}" for k in ("websockets", "floor") if k in knees
         )
+        # Shown, not judged: an absolute count judges the box (the issue's held 400 with
+        # websockets); the knee against websockets' above is this target on this box.
+        reached = "reached" if n >= 400 and mark != "<" else "not reached"
         lines.append(
             (
-                ok,
-                f"{kind} holds >= 400 sessions per core: {mark}{n} ({context}; absolute "
-                "figure of the issue's box, where websockets held 400 — not this box's)",
+                SHOWN if kind in knees else None,
+                f"{kind} holds >= 400 sessions per core: {mark}{n}, {reached} ({context}; "
+                "the absolute figure of the issue's box, where websockets held 400 — not "
+                "this box's)",
             )
         )
     for kind in ("trio", "asyncio"):
@@ -447,20 +463,29 @@ def print_targets(
     # program that connects imports is the wire layer (ClientConnection, the machines, the
     # events), so that is the figure judged.
     extra = med["millis_proto.wire"] - med["wsproto"]
+    times: float | None = med["millis_proto.wire"] / med["wsproto"] if med["wsproto"] else None
     lines.append(
         (
-            extra <= 10,
+            None if times is None else times <= IMPORT_RATIO,
             f"import millis_proto as a program that connects uses it (millis_proto.wire) "
-            f"<= wsproto + 10 ms: {extra:+.0f} ms (the bare, lazy package: "
-            f"{med['millis_proto']:.1f} ms)",
+            f"<= {IMPORT_RATIO:.2f}x wsproto (the issue's 30 + 10 ms, same run): "
+            + ("—" if times is None else f"{times:.2f}x")
+            + f" (the bare, lazy package: {med['millis_proto']:.1f} ms)",
+        )
+    )
+    lines.append(
+        (
+            SHOWN,
+            f"import millis_proto.wire <= wsproto + 10 ms: {extra:+.0f} ms, wsproto itself "
+            f"{med['wsproto']:.0f} ms (absolute, the issue's box took 30 ms for wsproto)",
         )
     )
     loads = imports["transports_trio_loads"]
     lines.append((not loads, "import transports.trio loads no serving side: "
                   + (", ".join(loads) or "none")))  # fmt: skip
     print("\ntargets (transports issue), from this run:")
-    for ok, text in lines:
-        print(f"  {_verdict(ok)}  {text}")
+    for verdict, text in lines:
+        print(f"  {_verdict(verdict)}  {text}")
 
 
 @contextlib.contextmanager
