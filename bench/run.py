@@ -362,6 +362,14 @@ def print_offline(run: dict[str, Any], imports: dict[str, Any]) -> None:
         f"import (median of {imports.get('runs', '?')} fresh interpreters each [range]): "
         + ", ".join(f"{m} {med[m]:.0f} ms [{span[m][0]:.0f}-{span[m][1]:.0f}]" for m in med)
     )
+    counts = imports.get("instructions")
+    if counts:
+        print(
+            f"import in instructions (callgrind, above a bare interpreter's start; not "
+            f"judged): wsproto {counts['wsproto'] / 1e6:.0f} M, millis_proto.wire "
+            f"{counts['millis_proto.wire'] / 1e6:.0f} M = "
+            f"{counts['millis_proto.wire'] / counts['wsproto']:.2f}x"
+        )
     extra = imports["transports_trio_loads"]
     print(
         "`import transports.trio` also loads: "

@@ -7,6 +7,7 @@ something, and this test only checks that the harness produces its table.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,13 @@ def test_quick_bench_prints_the_whole_table() -> None:
     assert re.search(r"trio holds >= 400 sessions per core: .*not this box's", out)
     assert re.search(r"virtual time.*x real time", out)
     assert re.search(r"import .*wsproto \d+ ms.*millis_proto \d+ ms", out)
+    if shutil.which("valgrind"):
+        counts = re.search(
+            r"import in instructions .*: wsproto (\d+) M, .* (\d+) M = ([\d.]+)x", out
+        )
+        assert counts is not None, out
+        assert int(counts[1]) > 50  # wsproto's import is real work: ~200 M instructions
+        assert float(counts[3]) == pytest.approx(int(counts[2]) / int(counts[1]), abs=0.02)
 
 
 def _server_pair() -> wsproto.WSConnection:
