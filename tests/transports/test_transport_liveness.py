@@ -314,3 +314,121 @@ def test_talk_exits_1_when_a_ready_then_silent_server_fails_the_liveness_check(
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert lines == ["millis-proto: The server stopped answering."], stderr
     assert 14 <= elapsed < 30  # liveness 10 s + pong 5 s
+
+
+# --- the same bounds set from the command line (short, so in the default run) -------------
+
+
+def test_talk_liveness_flags_end_a_half_open_call_within_their_bounds(
+    bad_server: Any, tmp_path: Path
+) -> None:
+    """``--liveness-timeout`` and ``--pong-timeout`` are the bounds ``talk`` keeps to."""
+    server = bad_server("silent")
+    wav = _wav(tmp_path / "in.wav", 3)
+    rc, stderr, elapsed = _talk(
+        server.url, wav, "--liveness-timeout", "1", "--pong-timeout", "0.5", timeout=60
+    )
+    assert rc == 1, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines == ["millis-proto: The server stopped answering."], stderr
+    assert 1.5 <= elapsed < 10, elapsed  # liveness 1 s + pong 0.5 s, plus start-up
+
+
+def test_talk_liveness_flags_after_onready_finalize_the_files(
+    bad_server: Any, tmp_path: Path
+) -> None:
+    """Ready, then silent, and no hang-up comes first: the flags' bound ends the call, the
+    event log ends with the error and the WAV is finalized."""
+    server = bad_server("ready_silent")
+    wav = _wav(tmp_path / "in.wav", 1)
+    events = tmp_path / "ev.jsonl"
+    rc, stderr, elapsed = _talk(
+        server.url, wav, "--idle-timeout", "60", "--liveness-timeout", "1.5",
+        "--pong-timeout", "0.5", "--events", str(events), timeout=60,
+    )  # fmt: skip
+    assert rc == 1, stderr
+    assert [x for x in stderr.splitlines() if x.strip()] == [
+        "millis-proto: The server stopped answering."
+    ], stderr
+    assert 2 <= elapsed < 12, elapsed
+    written = [json.loads(line) for line in events.read_text().splitlines()]
+    assert any(e["event"] == "onready" for e in written), written
+    assert written[-1]["event"] == "error" and "stopped answering" in written[-1]["message"]
+    with wave.open(str(tmp_path / "out.wav"), "rb") as out:
+        assert out.getframerate() == 16000 and out.getnchannels() == 1
+
+
+def test_talk_write_timeout_flag_ends_a_call_to_a_server_that_stops_reading(
+    bad_server: Any, tmp_path: Path
+) -> None:
+    server = bad_server("flood")
+    wav = _wav(tmp_path / "in.wav", 30)
+    rc, stderr, elapsed = _talk(
+        server.url, wav, "--write-timeout", "1", "--max-duration", "25", timeout=60
+    )
+    assert rc == 1, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert re.search(r"made no progress for 1 s|could not be written", lines[0]), stderr
+    assert elapsed < 20, elapsed  # never the 25 s cap: the write bound ended it
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--liveness-timeout", "-1", "--liveness-timeout must be 0 or more seconds."),
+        ("--pong-timeout", "0", "--pong-timeout must be more than 0 seconds."),
+        ("--write-timeout", "nan", "--write-timeout must be more than 0 seconds."),
+        ("--connect-timeout", "inf", "--connect-timeout must be more than 0 seconds."),
+        ("--pong-timeout", "1e9", "--pong-timeout must be at most 86400 seconds."),
+    ],
+)
+def test_bad_bounds_flags_exit_2_with_one_sentence(
+    tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    wav = _wav(tmp_path / "in.wav", 0.1)
+    rc, stderr, _ = _talk("ws://127.0.0.1:9/millis", wav, flag, value, timeout=60)
+    assert rc == 2
+    assert stderr.strip() == f"millis-proto: {message}", stderr
+
+
+def test_connect_timeout_flag_bounds_a_server_that_never_answers_the_handshake(
+    tmp_path: Path,
+) -> None:
+    """A listener that accepts and never answers: ``--connect-timeout`` is the bound."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        url = f"ws://127.0.0.1:{listener.getsockname()[1]}/millis"
+        wav = _wav(tmp_path / "in.wav", 1)
+        rc, stderr, elapsed = _talk(url, wav, "--connect-timeout", "1", timeout=60)
+    assert rc == 1, stderr
+    assert len([x for x in stderr.splitlines() if x.strip()]) == 1, stderr
+    assert "1 s" in stderr and "Traceback" not in stderr
+    assert elapsed < 8, elapsed
+
+
+def test_test_and_load_take_the_same_bounds(bad_server: Any, tmp_path: Path) -> None:
+    """``test`` fails its case and ``load`` counts the lost call, within the flags' bounds."""
+    suite = tmp_path / "s.toml"
+    suite.write_text('[suite]\nname = "s"\n[[case]]\nname = "c"\n[[case.turn]]\nsay = "Hi."\n')
+    server = bad_server("silent")
+    started = time.monotonic()
+    proc = run(
+        "test", str(suite), "--endpoint", server.url, "--plain",
+        "--liveness-timeout", "1", "--pong-timeout", "0.5", timeout=60,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stderr
+    assert "FAIL c" in proc.stdout and "stopped answering" in proc.stdout, proc.stdout
+    assert took < 20, took
+
+    server = bad_server("silent")
+    started = time.monotonic()
+    proc = run(
+        "load", "--endpoint", server.url, "--sessions", "1", "--plain",
+        "--connect-timeout", "30", "--liveness-timeout", "1", "--pong-timeout", "0.5",
+        timeout=60,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert "ConnectionLost" in proc.stdout + proc.stderr, proc.stdout
+    assert took < 20, took

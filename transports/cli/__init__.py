@@ -20,7 +20,7 @@ from millis_proto import MillisError, __version__
 
 from .._errors import BaseExceptionGroup, redact
 from ..redaction import RedactingFilter
-from .options import add_allow_insecure_flag
+from .options import add_allow_insecure_flag, add_bounds_flags
 from .output import stdout_closed
 
 __all__ = ["main"]
@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "(0: a drop ends the call)",
     )
     _add_tls_and_scenario_flags(talk)
+    add_bounds_flags(talk)
     talk.add_argument(
         "--fast",
         action="store_true",
@@ -213,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_tls_and_scenario_flags(load)
     _add_view_flag(load)
     add_load_parser(load)
+    add_bounds_flags(load, connect=False)  # load has its own --connect-timeout (+ onready)
 
     command("devices", "list the audio devices (microphones and speakers)")
 

@@ -39,7 +39,7 @@ from ..load.runner import (
 from ..load.speech import read_speech, speech_end
 from ..load.stats import LoadStats
 from ..load.suite_calls import SuiteCall, prepare_suite
-from .options import build_target, scenario_path
+from .options import bounds_from, build_target, scenario_path
 
 __all__ = ["LoadFailed", "add_load_parser", "load_command"]
 
@@ -235,6 +235,7 @@ def _stop(server: subprocess.Popen[str]) -> None:
 def load_command(args: argparse.Namespace) -> int:
     """Run ``load``; returns the exit status (failures propagate to ``main``)."""
     _validate(args)
+    bounds = bounds_from(args)
     target = build_target(
         endpoint=args.endpoint,
         public_key=args.public_key,
@@ -272,6 +273,9 @@ def load_command(args: argparse.Namespace) -> int:
             cafile=args.cafile,
             allow_insecure=args.allow_insecure,
             agent_pacing=args.agent_pacing,
+            liveness_timeout=bounds.liveness_timeout,
+            pong_timeout=bounds.pong_timeout,
+            write_timeout=bounds.write_timeout,
         )
         calls = args.calls if args.calls is not None or args.duration else args.sessions
         plan = LoadPlan(

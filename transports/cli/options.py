@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from millis_proto import US_WEST, ConfigError, StartRequest, parse_endpoint
+from millis_proto import US_WEST, ClientConfig, ConfigError, StartRequest, parse_endpoint
 
-from .._client import check_cleartext, is_loopback
+from .._client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+    ConnectOptions,
+    check_cleartext,
+    is_loopback,
+)
 
 __all__ = [
     "LOCAL_AGENT",
+    "Bounds",
     "Target",
     "add_allow_insecure_flag",
+    "add_bounds_flags",
+    "bounds_from",
     "build_target",
     "load_json_object",
     "scenario_path",
@@ -69,6 +80,96 @@ def add_allow_insecure_flag(p: argparse.ArgumentParser) -> None:
         "--allow-insecure",
         action="store_true",
         help="allow plain ws:// to a host that is not loopback (sends the key unencrypted)",
+    )
+
+
+#: The largest bound a flag accepts, in seconds (a day): a typo of a few zeros is an error.
+MAX_BOUND_SECONDS = 86400.0
+_DEFAULTS = ClientConfig()
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long a session may wait for the network, as the bounds flags set it.
+
+    ``liveness_timeout`` ``None``: the liveness check is off (``--liveness-timeout 0``).
+    """
+
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    liveness_timeout: float | None = _DEFAULTS.liveness_timeout
+    pong_timeout: float = _DEFAULTS.pong_timeout
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+
+    def config(self, base: ClientConfig | None = None) -> ClientConfig:
+        """``base`` (default: the default :class:`ClientConfig`) with these liveness bounds."""
+        return dataclasses.replace(
+            base or _DEFAULTS,
+            liveness_timeout=self.liveness_timeout,
+            pong_timeout=self.pong_timeout,
+        )
+
+    def connect_options(self, base: ClientConfig | None = None) -> ConnectOptions:
+        """The ``connect(...)`` keyword options that apply these bounds."""
+        return {
+            "config": self.config(base),
+            "connect_timeout": self.connect_timeout,
+            "write_timeout": self.write_timeout,
+        }
+
+
+def add_bounds_flags(p: argparse.ArgumentParser, *, connect: bool = True) -> None:
+    """``--liveness-timeout``, ``--pong-timeout``, ``--write-timeout`` and (unless the
+    command has its own) ``--connect-timeout``: the same for talk, test and load."""
+    group = p.add_argument_group("connection bounds (seconds; every wait is bounded)")
+    if connect:
+        group.add_argument(
+            "--connect-timeout",
+            type=float,
+            default=DEFAULT_CONNECT_TIMEOUT,
+            metavar="SECONDS",
+            help="bound of TCP connect + TLS + WebSocket handshake",
+        )
+    group.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=_DEFAULTS.liveness_timeout,
+        metavar="SECONDS",
+        help="with no byte from the server this long, send it a Millis ping (0: never)",
+    )
+    group.add_argument(
+        "--pong-timeout",
+        type=float,
+        default=_DEFAULTS.pong_timeout,
+        metavar="SECONDS",
+        help="after that ping, no byte this long ends the call: the connection is lost",
+    )
+    group.add_argument(
+        "--write-timeout",
+        type=float,
+        default=DEFAULT_WRITE_TIMEOUT,
+        metavar="SECONDS",
+        help="a write to the server making no progress this long: the connection is lost",
+    )
+
+
+def _seconds(value: float, flag: str, *, zero: bool = False) -> float:
+    if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
+        allowed = "0 or more" if zero else "more than 0"
+        raise ConfigError(f"{flag} must be {allowed} seconds.")
+    if value > MAX_BOUND_SECONDS:
+        raise ConfigError(f"{flag} must be at most {MAX_BOUND_SECONDS:g} seconds.")
+    return value
+
+
+def bounds_from(args: argparse.Namespace) -> Bounds:
+    """The validated :class:`Bounds` of ``args`` (:class:`ConfigError`, exit 2, if not)."""
+    liveness = _seconds(args.liveness_timeout, "--liveness-timeout", zero=True)
+    connect = getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    return Bounds(
+        connect_timeout=_seconds(connect, "--connect-timeout"),
+        liveness_timeout=liveness or None,
+        pong_timeout=_seconds(args.pong_timeout, "--pong-timeout"),
+        write_timeout=_seconds(args.write_timeout, "--write-timeout"),
     )
 
 

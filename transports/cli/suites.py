@@ -18,7 +18,7 @@ from millis_proto import ConfigError
 from ..local_agent import LOCAL_REQUEST
 from ..suite.format import Case
 from ..suite.runner import CaseResult, SuiteResult, load_suite, run_suite
-from .options import add_allow_insecure_flag, build_target
+from .options import add_allow_insecure_flag, add_bounds_flags, bounds_from, build_target
 from .output import OutputError, ensure_directory
 
 __all__ = ["add_test_parser", "test_command"]
@@ -42,6 +42,7 @@ def add_test_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     p.add_argument("--out-dir", metavar="DIR", help="per case: recording, JSONL, verdicts")
     p.add_argument("--plain", action="store_true", help="one line per case, even on a TTY")
+    add_bounds_flags(p)
 
 
 class Progress:
@@ -105,6 +106,7 @@ def test_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--public-key, --agent-id, --cafile and --allow-insecure need --endpoint."
         )
+    bounds = bounds_from(args)
     if args.repeat < 1:
         raise ConfigError("--repeat must be at least 1.")
     if args.concurrency < 1:
@@ -127,6 +129,7 @@ def test_command(args: argparse.Namespace) -> int:
                 request=request,
                 cafile=args.cafile,
                 allow_insecure=args.allow_insecure,
+                connect_options=bounds.connect_options(),
                 repeat=args.repeat,
                 concurrency=args.concurrency,
                 out_dir=out_dir,

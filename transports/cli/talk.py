@@ -33,7 +33,7 @@ from millis_proto import (
     StartRequest,
 )
 
-from .._client import ClientSession
+from .._client import ClientSession, ConnectOptions
 from .._session import background
 from ..conversation import Outcome, run_conversation
 from ..examples import demo_scenario, demo_wav
@@ -42,7 +42,7 @@ from ..memory import connect_in_memory
 from ..reconnect import Opener, ReconnectingSession, open_reconnecting
 from ..turn_latency import TurnLatencyMeter
 from .eventlog import EventLog
-from .options import Target, build_target, scenario_path
+from .options import Bounds, Target, bounds_from, build_target, scenario_path
 from .output import STDOUT, Lines, ensure_directory
 from .view import View, make_view
 
@@ -70,6 +70,7 @@ def talk_command(args: argparse.Namespace) -> int:
         raise ConfigError("--reconnect must not be negative.")
     if args.fast and not (target.local and args.input and args.output):
         raise ConfigError("--fast needs the local agent, --input and --output.")
+    args.bounds = bounds_from(args)
     return _run(
         args,
         target,
@@ -96,7 +97,7 @@ def demo_command(args: argparse.Namespace) -> int:
     if not target.local:
         target = Target(endpoint="local", request=target.request)
     args.chunk_ms, args.max_duration, args.idle_timeout = 20.0, 60.0, 2.0
-    args.cafile, args.allow_insecure = None, False
+    args.cafile, args.allow_insecure, args.bounds = None, False, Bounds()
     return _run(
         args,
         target,
@@ -199,13 +200,15 @@ def _connect(
     else:
         from .. import trio as trio_transport
 
+        bounds: Bounds = args.bounds
+        options: ConnectOptions = {
+            **bounds.connect_options(),
+            "cafile": args.cafile,
+            "allow_insecure": args.allow_insecure,
+        }
+
         def opener(request: StartRequest) -> AbstractAsyncContextManager[ClientSession]:
-            return trio_transport.connect(
-                target.endpoint,
-                request,
-                cafile=args.cafile,
-                allow_insecure=args.allow_insecure,
-            )
+            return trio_transport.connect(target.endpoint, request, **options)
 
     attempts = getattr(args, "reconnect", 0)
     if attempts:

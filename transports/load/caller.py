@@ -31,6 +31,8 @@ A call is what a phone would do, over the public session API
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import heapq
 import itertools
 import math
@@ -94,11 +96,33 @@ class CallPlan:
     agent_pacing: bool = False
     #: With ``--suite``: the cases, played in turn instead of ``audio``.
     suite: tuple[SuiteCall, ...] = ()
+    #: The connection bounds (``ClientConfig`` and ``connect``'s): no byte from the server
+    #: this long → a Millis ping (``None``: never); no answer to it this long → lost; a
+    #: write making no progress this long → lost.
+    liveness_timeout: float | None = 10.0
+    pong_timeout: float = 5.0
+    write_timeout: float = 10.0
+
+    def client_config(self, *, audio_events: bool | None = None) -> ClientConfig:
+        """The sessions' config: agent audio events only with ``agent_pacing`` (unless
+        ``audio_events`` says), and this plan's liveness bounds."""
+        pacing = self.agent_pacing if audio_events is None else audio_events
+        return _client_config(pacing, self.liveness_timeout, self.pong_timeout)
 
     @property
     def late_after(self) -> float:
         """A frame leaving more than half a frame after its capture time is late (s)."""
         return self.chunk_ms / 2000
+
+
+@functools.lru_cache(maxsize=16)
+def _client_config(audio_events: bool, liveness: float | None, pong: float) -> ClientConfig:
+    # One object for all the calls of a run: a call's config costs nothing to build.
+    return dataclasses.replace(
+        PACING_CONFIG if audio_events else CLIENT_CONFIG,
+        liveness_timeout=liveness,
+        pong_timeout=pong,
+    )
 
 
 def error_kind(exc: BaseException) -> str:
@@ -340,8 +364,9 @@ async def place_call(plan: CallPlan, stats: LoadStats, pacer: Pacer, *, hang_up_
         async with connect(
             plan.url,
             plan.request,
-            config=PACING_CONFIG if plan.agent_pacing else CLIENT_CONFIG,
+            config=plan.client_config(),
             connect_timeout=plan.connect_timeout,
+            write_timeout=plan.write_timeout,
             cafile=plan.cafile,
             allow_insecure=plan.allow_insecure,
         ) as session:

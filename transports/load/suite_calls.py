@@ -36,7 +36,7 @@ from .._client import ClientSession
 from ..asyncio import connect
 from ..local_agent import espeak_voice
 from ..suite import Case, case_audio, case_request, load_suite, run_case
-from .caller import CLIENT_CONFIG, CallPlan, error_kind
+from .caller import CallPlan, error_kind
 from .stats import LoadStats
 
 __all__ = ["SuiteCall", "place_suite_call", "prepare_suite"]
@@ -141,8 +141,9 @@ async def place_suite_call(plan: CallPlan, stats: LoadStats, *, hang_up_at: floa
             async with connect(
                 plan.url,
                 request,
-                config=CLIENT_CONFIG,
+                config=plan.client_config(audio_events=False),
                 connect_timeout=plan.connect_timeout,
+                write_timeout=plan.write_timeout,
                 cafile=plan.cafile,
                 allow_insecure=plan.allow_insecure,
             ) as session:

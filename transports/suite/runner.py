@@ -29,6 +29,7 @@ from audio_backends import CallRecorder
 from millis_proto import ConfigError, Event, MillisError, StartRequest
 from millis_proto.agent import AgentSetup, SessionIdCounter, SessionStore, Voice
 
+from .._client import ConnectOptions
 from ..cli.eventlog import EventLog
 from ..local_agent import LOCAL_REQUEST, agent_handler, espeak_voice, load_setup
 from .caller import CallerSession, ScriptedCaller, play_case
@@ -304,14 +305,25 @@ def local_opener(setup: AgentSetup) -> OpenSession:
 
 
 def endpoint_opener(
-    url: str, *, cafile: str | None = None, allow_insecure: bool = False
+    url: str,
+    *,
+    cafile: str | None = None,
+    allow_insecure: bool = False,
+    connect_options: ConnectOptions | None = None,
 ) -> OpenSession:
     """Sessions with a real endpoint over the trio transport (``allow_insecure``: plain
-    ``ws://`` to a host that is not loopback, see ``transports.trio.connect``)."""
+    ``ws://`` to a host that is not loopback; ``connect_options``: more of
+    ``transports.trio.connect``'s options, such as the timeouts)."""
     from .. import trio as trio_transport
 
+    options: ConnectOptions = {
+        **(connect_options or {}),
+        "cafile": cafile,
+        "allow_insecure": allow_insecure,
+    }
+
     def open_session(request: StartRequest) -> AbstractAsyncContextManager[CallerSession]:
-        return trio_transport.connect(url, request, cafile=cafile, allow_insecure=allow_insecure)
+        return trio_transport.connect(url, request, **options)
 
     return open_session
 
@@ -355,11 +367,13 @@ class SuiteRunner:
         request: StartRequest = LOCAL_REQUEST,
         cafile: str | None = None,
         allow_insecure: bool = False,
+        connect_options: ConnectOptions | None = None,
     ) -> None:
         self.loaded = loaded
         self.endpoint = endpoint
         self._cafile = cafile
         self._allow_insecure = allow_insecure
+        self._connect_options = connect_options
         self._requests = {case.name: case_request(case, request) for case in loaded.suite.cases}
         self._audio: dict[str, list[bytes]] = {}
         self._openers: dict[str | None, OpenSession] = {}
@@ -379,7 +393,10 @@ class SuiteRunner:
         """How ``case`` opens its session."""
         if self.endpoint is not None:
             return endpoint_opener(
-                self.endpoint, cafile=self._cafile, allow_insecure=self._allow_insecure
+                self.endpoint,
+                cafile=self._cafile,
+                allow_insecure=self._allow_insecure,
+                connect_options=self._connect_options,
             )
         scenario = case.scenario or self.loaded.suite.scenario
         if scenario not in self._openers:
@@ -467,6 +484,7 @@ def run_suite(
     request: StartRequest = LOCAL_REQUEST,
     cafile: str | None = None,
     allow_insecure: bool = False,
+    connect_options: ConnectOptions | None = None,
     repeat: int = 1,
     concurrency: int = 1,
     out_dir: Path | None = None,
@@ -475,12 +493,18 @@ def run_suite(
 ) -> SuiteResult:
     """Run the suite (see the module docstring); blocks until done.
 
-    ``request`` is the base start request (the cases' agent overrides go on it). Raises
-    :class:`ConfigError` for a bad suite or request before anything runs; session
-    failures fail cases instead.
+    ``request`` is the base start request (the cases' agent overrides go on it);
+    ``connect_options`` are more options of ``transports.trio.connect`` for ``endpoint``
+    (timeouts, ``config``). Raises :class:`ConfigError` for a bad suite or request before
+    anything runs; session failures fail cases instead.
     """
     runner = SuiteRunner(
-        loaded, endpoint=endpoint, request=request, cafile=cafile, allow_insecure=allow_insecure
+        loaded,
+        endpoint=endpoint,
+        request=request,
+        cafile=cafile,
+        allow_insecure=allow_insecure,
+        connect_options=connect_options,
     )
     return runner.run_all(
         repeat=repeat,
